@@ -1,0 +1,100 @@
+-- list_users: one row, the exact total and one page ordered by id, from one
+-- snapshot; the total stays exact under DML that bypasses the API.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS user_service CASCADE;
+CREATE EXTENSION user_service;
+RESET client_min_messages;
+SET user_service.argon2_memory_kib = 64;
+SET user_service.argon2_iterations = 1;
+
+CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- Page summary: total, page size, first and last id, ids strictly ascending.
+CREATE FUNCTION pg_temp.page(p int, pp int)
+RETURNS TABLE (total bigint, n int, first_id bigint, last_id bigint, ordered boolean)
+LANGUAGE sql AS $$
+    SELECT l.total, cardinality(l.users), l.users[1].id, l.users[cardinality(l.users)].id,
+           coalesce((SELECT bool_and(a.id < b.id)
+                       FROM unnest(l.users) WITH ORDINALITY a(id, name, email, c, u, i)
+                       JOIN unnest(l.users) WITH ORDINALITY b(id, name, email, c, u, i)
+                         ON b.i = a.i + 1), true)
+      FROM user_service.list_users(p, pp) l
+$$;
+
+-- empty: one row, total 0, an empty array (not NULL)
+SELECT total, users, users IS NULL AS users_null FROM user_service.list_users();
+SELECT count(*) FROM user_service.list_users(5, 10);
+
+SELECT count(*) FROM (
+    SELECT user_service.create_user('User ' || i, 'user' || i || '@example.com', 'password' || i)
+      FROM generate_series(1, 45) i) s;
+
+SELECT * FROM pg_temp.page(1, 20);
+SELECT * FROM pg_temp.page(2, 20);
+SELECT * FROM pg_temp.page(3, 20);
+SELECT * FROM pg_temp.page(4, 20);
+SELECT * FROM pg_temp.page(1, 100);
+SELECT * FROM pg_temp.page(45, 1);
+SELECT * FROM pg_temp.page(46, 1);
+-- huge pages do not overflow
+SELECT * FROM pg_temp.page(2147483647, 100);
+SELECT total, users FROM user_service.list_users(2147483647, 1);
+-- defaults are page 1 of 20
+SELECT total, cardinality(users) FROM user_service.list_users();
+SELECT total, cardinality(users) FROM user_service.list_users(per_page => 3);
+-- the elements are user_info values
+SELECT (users[1]).id, (users[1]).name, (users[1]).email,
+       (users[1]).created_at = (users[1]).updated_at AS fresh
+  FROM user_service.list_users(1, 1);
+
+-- user_service.max_per_page bounds per_page
+SET user_service.max_per_page = 5;
+SELECT pg_temp.try('SELECT user_service.list_users(1, 6)');
+SELECT * FROM pg_temp.page(1, 5);
+RESET user_service.max_per_page;
+
+-- gaps in ids
+SELECT count(*) FROM (SELECT user_service.delete_user(i) FROM generate_series(2, 40, 2) i) d;
+SELECT * FROM pg_temp.page(1, 20);
+SELECT * FROM pg_temp.page(2, 20);
+
+-- the total follows the caller's snapshot and transaction
+BEGIN;
+SELECT name FROM user_service.create_user('Temp', 'temp@example.com', 'password');
+SELECT total FROM user_service.list_users();
+ROLLBACK;
+SELECT total FROM user_service.list_users();
+
+-- direct DML by an administrator: INSERT, DELETE, COPY, TRUNCATE, UPDATE
+INSERT INTO user_service.users (name, email, password_hash)
+SELECT 'Direct ' || i, 'direct' || i || '@example.com', 'x' FROM generate_series(1, 10) i;
+SELECT (SELECT total FROM user_service.list_users()) AS total,
+       (SELECT count(*) FROM user_service.users) AS counted;
+DELETE FROM user_service.users WHERE name LIKE 'Direct %' AND id % 3 = 0;
+SELECT (SELECT total FROM user_service.list_users()) AS total,
+       (SELECT count(*) FROM user_service.users) AS counted;
+COPY user_service.users (name, email, password_hash) FROM stdin;
+Copied 1	copied1@example.com	x
+Copied 2	copied2@example.com	x
+\.
+UPDATE user_service.users SET name = upper(name);
+DELETE FROM user_service.users WHERE false;
+SELECT (SELECT total FROM user_service.list_users()) AS total,
+       (SELECT count(*) FROM user_service.users) AS counted;
+BEGIN;
+TRUNCATE user_service.users;
+SELECT total FROM user_service.list_users();
+ROLLBACK;
+SELECT (SELECT total FROM user_service.list_users()) AS total,
+       (SELECT count(*) FROM user_service.users) AS counted;
+TRUNCATE user_service.users;
+SELECT total, users FROM user_service.list_users();
+SELECT name FROM user_service.create_user('After', 'after@example.com', 'password');
+SELECT (SELECT total FROM user_service.list_users()) AS total,
+       (SELECT count(*) FROM user_service.users) AS counted;

@@ -1,0 +1,132 @@
+-- Privileges: nothing for PUBLIC; an application role with the README's
+-- grants uses the whole API without any right on the tables; the caller's
+-- search_path and objects in public or pg_temp cannot subvert the API.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS user_service CASCADE;
+CREATE EXTENSION user_service;
+DROP ROLE IF EXISTS regress_us_app;
+DROP ROLE IF EXISTS regress_us_nobody;
+RESET client_min_messages;
+SET user_service.argon2_memory_kib = 256;
+
+CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+CREATE ROLE regress_us_app;
+CREATE ROLE regress_us_nobody;
+
+-- PUBLIC has nothing
+SELECT p.oid::regprocedure AS executable_by_public
+  FROM pg_proc p
+ WHERE p.pronamespace = 'user_service'::regnamespace
+   AND has_function_privilege('regress_us_nobody', p.oid, 'EXECUTE');
+SELECT c.relname, has_table_privilege('regress_us_nobody', c.oid, 'SELECT,INSERT,UPDATE,DELETE') AS any_right
+  FROM pg_class c
+ WHERE c.relnamespace = 'user_service'::regnamespace AND c.relkind IN ('r', 'S')
+ ORDER BY c.relname;
+SELECT has_schema_privilege('regress_us_nobody', 'user_service', 'USAGE') AS schema_usage;
+
+-- the README's grants for an application role
+GRANT USAGE ON SCHEMA user_service TO regress_us_app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO regress_us_app;
+
+-- a role without them can do nothing
+SET ROLE regress_us_nobody;
+SELECT s, pg_temp.try(s) FROM (VALUES
+    ($$SELECT user_service.create_user('N', 'n@example.com', 'password1')$$),
+    ('SELECT user_service.list_users()'),
+    ('SELECT * FROM user_service.users')
+) AS t(s);
+RESET ROLE;
+GRANT USAGE ON SCHEMA user_service TO regress_us_nobody;
+SET ROLE regress_us_nobody;
+SELECT pg_temp.try('SELECT user_service.get_user(1)');
+SELECT pg_temp.try('SELECT email FROM user_service.users');
+RESET ROLE;
+REVOKE USAGE ON SCHEMA user_service FROM regress_us_nobody;
+
+-- the application role uses the whole API ...
+SET ROLE regress_us_app;
+SELECT id, name, email FROM user_service.create_user('App', 'app@example.com', 'app password');
+SELECT id, name, email FROM user_service.get_user(1);
+SELECT id, name, email FROM user_service.update_user(1, name => 'App User');
+SELECT total, cardinality(users) FROM user_service.list_users();
+SELECT user_service.set_password(1, 'new app password');
+SELECT user_service.verify_password('app@example.com', 'new app password');
+SELECT id FROM user_service.create_user('Gone', 'gone@example.com', 'gone password');
+SELECT user_service.delete_user(2);
+-- ... but cannot read or change hashes, or anything else, directly
+SELECT s, pg_temp.try(s) FROM (VALUES
+    ('SELECT password_hash FROM user_service.users'),
+    ('SELECT id FROM user_service.users'),
+    ($$UPDATE user_service.users SET password_hash = 'x'$$),
+    ($$INSERT INTO user_service.users (name, email, password_hash) VALUES ('a', 'a@b.c', 'x')$$),
+    ('DELETE FROM user_service.users'),
+    ('TRUNCATE user_service.users'),
+    ('SELECT * FROM user_service.user_count_deltas'),
+    ('INSERT INTO user_service.user_count_deltas VALUES (1000)'),
+    ('SELECT user_service.count_users_trigger()'),
+    ('SET user_service.argon2_memory_kib = 8'),
+    ($$CREATE TRIGGER t AFTER INSERT ON user_service.users
+      FOR EACH STATEMENT EXECUTE FUNCTION user_service.count_users_trigger()$$),
+    ($$CREATE FUNCTION user_service.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
+) AS t(s);
+RESET ROLE;
+
+-- Hijack attempts: functions, operators and tables named like the ones the
+-- API's SQL uses, in public and in pg_temp, first on the search_path.  Had
+-- the API resolved any of them, it would fail with "hijacked".
+CREATE FUNCTION public.hijack() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hijacked'; END$$;
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hijacked'; END$$;
+CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hijacked'; END$$;
+CREATE FUNCTION public.evil_eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hijacked'; END$$;
+CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.evil_eq);
+CREATE FUNCTION public.evil_text_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hijacked'; END$$;
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.evil_text_eq);
+CREATE TABLE public.users (id bigint, name text, email text, password_hash text,
+                           created_at timestamptz, updated_at timestamptz);
+CREATE TRIGGER hijack BEFORE INSERT OR UPDATE OR DELETE ON public.users
+    FOR EACH ROW EXECUTE FUNCTION public.hijack();
+CREATE TEMP TABLE users (id bigint, name text, email text, password_hash text,
+                         created_at timestamptz, updated_at timestamptz);
+CREATE TRIGGER hijack BEFORE INSERT OR UPDATE OR DELETE ON pg_temp.users
+    FOR EACH ROW EXECUTE FUNCTION public.hijack();
+GRANT ALL ON public.users TO regress_us_app;
+
+SET ROLE regress_us_app;
+SET search_path = pg_temp, public, pg_catalog, user_service;
+SELECT id, name, email FROM user_service.create_user('Mallory', 'mallory@example.com', 'mallory password');
+SELECT id, name, email FROM user_service.update_user(3, email => 'MALLORY@example.com');
+SELECT user_service.set_password(3, 'another password');
+SELECT user_service.verify_password('mallory@example.com', 'another password');
+SELECT total FROM user_service.list_users();
+SELECT id, name FROM user_service.get_user(3);
+SELECT user_service.delete_user(3);
+RESET search_path;
+RESET ROLE;
+SELECT count(*) AS hijacked_rows FROM public.users;
+
+-- superusers and the owner still see everything
+SELECT id, name, email, password_hash LIKE '$argon2id$%' AS hashed FROM user_service.users ORDER BY id;
+
+DROP TABLE public.users, pg_temp.users;
+DROP OPERATOR public.= (bigint, bigint);
+DROP OPERATOR public.= (text, text);
+DROP FUNCTION public.hijack(), public.now(), public.lower(text),
+              public.evil_eq(bigint, bigint), public.evil_text_eq(text, text);
+DROP EXTENSION user_service;
+-- the schema outlives the extension (CREATE EXTENSION made it, it is not a
+-- member); DROP OWNED removes the grants on it
+DROP OWNED BY regress_us_app, regress_us_nobody;
+DROP ROLE regress_us_app;
+DROP ROLE regress_us_nobody;

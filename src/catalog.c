@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *		Locating the extension's relations, and running as their owner.
+ *
+ * The API functions reach user_service.users by OID: no name lookup, so the
+ * caller's search_path and objects in public or pg_temp cannot redirect them,
+ * and no per-call permission check, so application roles need EXECUTE on the
+ * functions and nothing on the tables.  Reads scan the indexes directly.
+ * Writes go through SPI (so indexes, constraints and triggers are handled
+ * by the executor) with the user id switched to the table's owner for the
+ * duration of the statement, the way REFRESH MATERIALIZED VIEW does, and with
+ * every name in their SQL schema-qualified.  This is what SECURITY DEFINER
+ * with a pinned search_path would give, without a GUC save and restore on
+ * every call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "user_service.h"
+
+static UsCatalog us_cat;
+static bool us_cat_valid = false;
+static bool us_cat_callback_registered = false;
+
+/*
+ * us_catalog_invalidate
+ *		Relcache callback: forget the cached OIDs when one of the extension's
+ *		relations changes (dropped, renamed, re-owned) or on a full reset.
+ */
+static void
+us_catalog_invalidate(Datum arg, Oid relid)
+{
+	if (!us_cat_valid)
+		return;
+	if (relid == InvalidOid ||
+		relid == us_cat.users_relid ||
+		relid == us_cat.users_pkey_relid ||
+		relid == us_cat.users_email_relid ||
+		relid == us_cat.count_deltas_relid)
+		us_cat_valid = false;
+}
+
+/*
+ * us_lookup_rel
+ *		OID of a relation of the extension's schema, or a 55000 error saying
+ *		the extension is missing or damaged.
+ */
+static Oid
+us_lookup_rel(const char *name, Oid nsp)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"user_service.%s\" does not exist", name),
+				 errhint("Run CREATE EXTENSION user_service, or ALTER EXTENSION user_service UPDATE.")));
+	return relid;
+}
+
+/*
+ * us_catalog
+ *		The OIDs of the extension's objects in this database, looked up on the
+ *		first call and after invalidations.
+ */
+const UsCatalog *
+us_catalog(void)
+{
+	HeapTuple	tup;
+	UsCatalog	cat;
+
+	if (us_cat_valid)
+		return &us_cat;
+
+	if (!us_cat_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(us_catalog_invalidate, (Datum) 0);
+		us_cat_callback_registered = true;
+	}
+
+	cat.namespace_oid = get_namespace_oid("user_service", true);
+	if (!OidIsValid(cat.namespace_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("schema \"user_service\" does not exist"),
+				 errhint("Run CREATE EXTENSION user_service.")));
+
+	cat.users_relid = us_lookup_rel("users", cat.namespace_oid);
+	cat.users_pkey_relid = us_lookup_rel("users_pkey", cat.namespace_oid);
+	cat.users_email_relid = us_lookup_rel("users_email_key", cat.namespace_oid);
+	cat.count_deltas_relid = us_lookup_rel("user_count_deltas", cat.namespace_oid);
+	cat.user_info_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										  CStringGetDatum("user_info"),
+										  ObjectIdGetDatum(cat.namespace_oid));
+	if (!OidIsValid(cat.user_info_typid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("type \"user_service.user_info\" does not exist"),
+				 errhint("Run CREATE EXTENSION user_service, or ALTER EXTENSION user_service UPDATE.")));
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(cat.users_relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", cat.users_relid);
+	cat.owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	us_cat = cat;
+	us_cat_valid = true;
+	return &us_cat;
+}
+
+/*
+ * us_become_owner
+ *		Run as the owner of user_service.users until us_restore_user, in a
+ *		security-restricted operation (no SET ROLE, no temporary objects).  An
+ *		error in between is safe: (sub)transaction abort restores the user.
+ */
+void
+us_become_owner(const UsCatalog *cat, UsSavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(cat->owner,
+						   saved->sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+us_restore_user(const UsSavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/*
+ * us_prepare_plan
+ *		Prepare and keep an SPI plan for the rest of the backend's life.  The
+ *		SQL must qualify every name (pg_catalog.now(), OPERATOR(pg_catalog.=));
+ *		the plan cache re-analyses it after invalidations, and
+ *		qualified names resolve the same whatever the search_path then is.
+ *		Call between SPI_connect and SPI_finish.
+ */
+SPIPlanPtr
+us_prepare_plan(const char *sql, int nargs, const Oid *argtypes)
+{
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}

@@ -1,0 +1,345 @@
+/*-------------------------------------------------------------------------
+ *
+ * password.c
+ *		argon2 password hashing and verification with libargon2, stored as
+ *		PHC strings: $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<tag>
+ *		with salt and tag in unpadded standard base64, the format every
+ *		argon2 library reads and writes.
+ *
+ * All work happens in the calling process's thread: libargon2's high-level
+ * calls start one thread per lane, which a backend does not want, so hashes
+ * are computed through argon2_ctx() with threads = 1 (same result, lanes
+ * computed in turn) and the PHC string is written and parsed here.
+ * Verification takes every parameter from the stored string, so changing the
+ * GUCs never invalidates existing hashes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <argon2.h>
+
+#include "common/base64.h"
+#include "port.h"
+
+#include "user_service.h"
+
+#define US_SALT_BYTES	16
+#define US_TAG_BYTES	32
+
+/*
+ * Largest salt and tag accepted in a stored string.  libargon2 allows more,
+ * but no implementation writes anything near this, and it bounds the work
+ * of parsing a hostile string.
+ */
+#define US_PHC_MAX_BYTES	1024
+
+/*
+ * us_argon2
+ *		Compute an argon2 tag in this thread; errors carry libargon2's message.
+ */
+static void
+us_argon2(argon2_type type, uint32 version, uint32 m_cost, uint32 t_cost,
+		  uint32 lanes, const char *password, size_t pwdlen,
+		  const uint8 *salt, uint32 saltlen, uint8 *out, uint32 outlen)
+{
+	argon2_context ctx;
+	int			rc;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.out = out;
+	ctx.outlen = outlen;
+	ctx.pwd = (uint8_t *) password;
+	ctx.pwdlen = (uint32_t) pwdlen;
+	ctx.salt = (uint8_t *) salt;
+	ctx.saltlen = saltlen;
+	ctx.t_cost = t_cost;
+	ctx.m_cost = m_cost;
+	ctx.lanes = lanes;
+	ctx.threads = 1;
+	ctx.version = version;
+	ctx.flags = ARGON2_DEFAULT_FLAGS;
+
+	rc = argon2_ctx(&ctx, type);
+	if (rc != ARGON2_OK)
+		ereport(ERROR,
+				(errcode(rc == ARGON2_MEMORY_ALLOCATION_ERROR ?
+						 ERRCODE_OUT_OF_MEMORY : ERRCODE_INTERNAL_ERROR),
+				 errmsg("argon2 hashing failed"),
+				 errdetail("libargon2: %s.", argon2_error_message(rc))));
+}
+
+/*
+ * us_current_params
+ *		The GUC parameters for new hashes, checked against the one libargon2
+ *		limit that ties two of them.
+ */
+static void
+us_current_params(uint32 *m_cost, uint32 *t_cost, uint32 *lanes)
+{
+	*m_cost = (uint32) user_service_argon2_memory_kib;
+	*t_cost = (uint32) user_service_argon2_iterations;
+	*lanes = (uint32) user_service_argon2_parallelism;
+
+	if ((uint64) *m_cost < (uint64) ARGON2_SYNC_POINTS * 2 * *lanes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("user_service.argon2_memory_kib must be at least 8 times user_service.argon2_parallelism"),
+				 errdetail("argon2_memory_kib is %u and argon2_parallelism is %u.",
+						   *m_cost, *lanes)));
+}
+
+/*
+ * us_b64_append
+ *		Append unpadded base64 of data to buf (PHC strings carry no '=').
+ */
+static char *
+us_b64_append(char *buf, const uint8 *data, int len)
+{
+	int			n = pg_b64_encode((const char *) data, len, buf, pg_b64_enc_len(len));
+
+	if (n < 0)
+		elog(ERROR, "base64 encoding failed");
+	while (n > 0 && buf[n - 1] == '=')
+		n--;
+	buf[n] = '\0';
+	return buf + n;
+}
+
+/*
+ * us_password_hash
+ *		Hash a password with argon2id and the current parameters, with a fresh
+ *		16-byte salt from pg_strong_random.  Returns a palloc'd PHC string.
+ */
+char *
+us_password_hash(const char *password, size_t len)
+{
+	uint32		m_cost,
+				t_cost,
+				lanes;
+	uint8		salt[US_SALT_BYTES];
+	uint8		tag[US_TAG_BYTES];
+	char	   *result;
+	char	   *p;
+
+	us_current_params(&m_cost, &t_cost, &lanes);
+
+	if (!pg_strong_random(salt, sizeof(salt)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random salt")));
+
+	us_argon2(Argon2_id, ARGON2_VERSION_13, m_cost, t_cost, lanes,
+			  password, len, salt, sizeof(salt), tag, sizeof(tag));
+
+	result = palloc(128 + pg_b64_enc_len(sizeof(salt)) + pg_b64_enc_len(sizeof(tag)));
+	p = result + sprintf(result, "$argon2id$v=%d$m=%u,t=%u,p=%u$",
+						 ARGON2_VERSION_13, m_cost, t_cost, lanes);
+	p = us_b64_append(p, salt, sizeof(salt));
+	*p++ = '$';
+	us_b64_append(p, tag, sizeof(tag));
+
+	explicit_bzero(tag, sizeof(tag));
+	return result;
+}
+
+/*
+ * us_parse_uint32
+ *		Parse a decimal number without sign or leading zeros at *s, ending at
+ *		the character stop; advance *s past stop.
+ */
+static bool
+us_parse_uint32(const char **s, char stop, uint32 *out)
+{
+	const char *p = *s;
+	uint64		v = 0;
+
+	if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9'))
+		return false;
+	while (*p >= '0' && *p <= '9')
+	{
+		v = v * 10 + (*p - '0');
+		if (v > PG_UINT32_MAX)
+			return false;
+		p++;
+	}
+	if (*p != stop)
+		return false;
+	*out = (uint32) v;
+	*s = p + 1;
+	return true;
+}
+
+/*
+ * us_b64_field
+ *		Decode one unpadded base64 field of len characters into a palloc'd
+ *		buffer.  Only the standard alphabet is accepted.
+ */
+static bool
+us_b64_field(const char *s, int len, uint8 **out, uint32 *outlen)
+{
+	char	   *padded;
+	int			n;
+
+	if (len <= 0 || len % 4 == 1 || len > pg_b64_enc_len(US_PHC_MAX_BYTES))
+		return false;
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '+' || c == '/'))
+			return false;
+	}
+
+	/* src/common's decoder wants padding: put it back. */
+	padded = palloc(len + 3);
+	memcpy(padded, s, len);
+	while (len % 4 != 0)
+		padded[len++] = '=';
+
+	*out = palloc(pg_b64_dec_len(len));
+	n = pg_b64_decode(padded, len, (char *) *out, pg_b64_dec_len(len));
+	pfree(padded);
+	if (n <= 0)
+		return false;
+	*outlen = (uint32) n;
+	return true;
+}
+
+/*
+ * us_phc_parse
+ *		Parse an argon2i/argon2d/argon2id PHC string and check its parameters
+ *		against libargon2's limits.  False when it is not one.
+ */
+bool
+us_phc_parse(const char *phc, UsPhc *out)
+{
+	const char *s = phc;
+	const char *dollar;
+
+	memset(out, 0, sizeof(*out));
+
+	if (strncmp(s, "$argon2id$", 10) == 0)
+	{
+		out->type = Argon2_id;
+		s += 10;
+	}
+	else if (strncmp(s, "$argon2i$", 9) == 0)
+	{
+		out->type = Argon2_i;
+		s += 9;
+	}
+	else if (strncmp(s, "$argon2d$", 9) == 0)
+	{
+		out->type = Argon2_d;
+		s += 9;
+	}
+	else
+		return false;
+
+	/* "v=" is optional; without it the string is version 1.0 (0x10). */
+	out->version = ARGON2_VERSION_10;
+	if (strncmp(s, "v=", 2) == 0)
+	{
+		s += 2;
+		if (!us_parse_uint32(&s, '$', &out->version))
+			return false;
+		if (out->version != ARGON2_VERSION_10 && out->version != ARGON2_VERSION_13)
+			return false;
+	}
+
+	if (strncmp(s, "m=", 2) != 0)
+		return false;
+	s += 2;
+	if (!us_parse_uint32(&s, ',', &out->m_cost))
+		return false;
+	if (strncmp(s, "t=", 2) != 0)
+		return false;
+	s += 2;
+	if (!us_parse_uint32(&s, ',', &out->t_cost))
+		return false;
+	if (strncmp(s, "p=", 2) != 0)
+		return false;
+	s += 2;
+	if (!us_parse_uint32(&s, '$', &out->lanes))
+		return false;
+
+	dollar = strchr(s, '$');
+	if (dollar == NULL)
+		return false;
+	if (!us_b64_field(s, (int) (dollar - s), &out->salt, &out->saltlen))
+		return false;
+	s = dollar + 1;
+	if (!us_b64_field(s, (int) strlen(s), &out->hash, &out->hashlen))
+		return false;
+
+	/* libargon2's limits */
+	if (out->t_cost < ARGON2_MIN_TIME ||
+		out->lanes < ARGON2_MIN_LANES || out->lanes > ARGON2_MAX_LANES ||
+		(uint64) out->m_cost < (uint64) ARGON2_SYNC_POINTS * 2 * out->lanes ||
+		out->saltlen < ARGON2_MIN_SALT_LENGTH ||
+		out->hashlen < ARGON2_MIN_OUTLEN)
+		return false;
+
+	return true;
+}
+
+/*
+ * us_password_verify
+ *		Does the password produce the stored tag?  Compared in constant time.
+ */
+bool
+us_password_verify(const UsPhc *phc, const char *password, size_t len)
+{
+	uint8	   *tag = palloc(phc->hashlen);
+	uint8		diff = 0;
+
+	us_argon2((argon2_type) phc->type, phc->version, phc->m_cost, phc->t_cost,
+			  phc->lanes, password, len, phc->salt, phc->saltlen,
+			  tag, phc->hashlen);
+
+	for (uint32 i = 0; i < phc->hashlen; i++)
+		diff |= tag[i] ^ phc->hash[i];
+
+	explicit_bzero(tag, phc->hashlen);
+	pfree(tag);
+	return diff == 0;
+}
+
+/*
+ * us_phc_is_current
+ *		Was this hash made the way us_password_hash makes one now?  If not, a
+ *		successful verify rehashes it.
+ */
+bool
+us_phc_is_current(const UsPhc *phc)
+{
+	return phc->type == Argon2_id &&
+		phc->version == ARGON2_VERSION_13 &&
+		phc->m_cost == (uint32) user_service_argon2_memory_kib &&
+		phc->t_cost == (uint32) user_service_argon2_iterations &&
+		phc->lanes == (uint32) user_service_argon2_parallelism &&
+		phc->saltlen == US_SALT_BYTES &&
+		phc->hashlen == US_TAG_BYTES;
+}
+
+/*
+ * us_password_dummy_work
+ *		The argon2 work of verifying against a current hash, for an email
+ *		that has no user: the caller cannot tell the two cases apart by time.
+ */
+void
+us_password_dummy_work(const char *password, size_t len)
+{
+	uint32		m_cost,
+				t_cost,
+				lanes;
+	uint8		salt[US_SALT_BYTES] = {0};
+	uint8		tag[US_TAG_BYTES];
+
+	us_current_params(&m_cost, &t_cost, &lanes);
+	us_argon2(Argon2_id, ARGON2_VERSION_13, m_cost, t_cost, lanes,
+			  password, len, salt, sizeof(salt), tag, sizeof(tag));
+	explicit_bzero(tag, sizeof(tag));
+}

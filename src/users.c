@@ -1,0 +1,835 @@
+/*-------------------------------------------------------------------------
+ *
+ * users.c
+ *		The SQL-callable user API: create_user, get_user, update_user,
+ *		delete_user, list_users, verify_password, set_password, and the
+ *		statement trigger that keeps the exact user count.
+ *
+ * Reads (get_user, list_users, verify_password's lookup, the duplicate-email
+ * pre-checks) scan user_service.users through its indexes directly.  Writes
+ * run prepared SPI statements as the table's owner (catalog.c).  Every input
+ * is validated before anything is hashed or written, and no message ever
+ * carries a password.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/skey.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/formatting.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
+#include "utils/typcache.h"
+
+#include "user_service.h"
+
+PG_FUNCTION_INFO_V1(create_user);
+PG_FUNCTION_INFO_V1(get_user);
+PG_FUNCTION_INFO_V1(update_user);
+PG_FUNCTION_INFO_V1(delete_user);
+PG_FUNCTION_INFO_V1(list_users);
+PG_FUNCTION_INFO_V1(verify_password);
+PG_FUNCTION_INFO_V1(set_password);
+PG_FUNCTION_INFO_V1(count_users_trigger);
+
+/*
+ * A write statement, prepared on first use and kept for the backend's life.
+ * Every name is schema-qualified (see us_prepare_plan).
+ */
+typedef struct UsStatement
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[3];
+	SPIPlanPtr	plan;
+} UsStatement;
+
+#define US_RETURNING_USER_INFO " RETURNING id, name, email, created_at, updated_at"
+
+static UsStatement us_insert_user = {
+	"INSERT INTO user_service.users (name, email, password_hash)"
+	" VALUES ($1, $2, $3)" US_RETURNING_USER_INFO,
+	3, {TEXTOID, TEXTOID, TEXTOID}
+};
+
+static UsStatement us_update_user = {
+	"UPDATE user_service.users"
+	" SET name = COALESCE($2, name), email = COALESCE($3, email),"
+	" updated_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $1" US_RETURNING_USER_INFO,
+	3, {INT8OID, TEXTOID, TEXTOID}
+};
+
+static UsStatement us_delete_user = {
+	"DELETE FROM user_service.users WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {INT8OID}
+};
+
+static UsStatement us_set_password = {
+	"UPDATE user_service.users"
+	" SET password_hash = $2, updated_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	2, {INT8OID, TEXTOID}
+};
+
+/* Rehash on login: only if nobody changed the hash since we read it. */
+static UsStatement us_rehash = {
+	"UPDATE user_service.users SET password_hash = $3"
+	" WHERE id OPERATOR(pg_catalog.=) $1"
+	" AND password_hash OPERATOR(pg_catalog.=) $2",
+	3, {INT8OID, TEXTOID, TEXTOID}
+};
+
+/* ---------------------------------------------------------------------
+ * Input validation
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * us_arg_not_null
+ *		22004 when argument argno is NULL.
+ */
+static void
+us_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+static inline bool
+us_is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
+		c == '\f' || c == '\v';
+}
+
+/*
+ * us_trimmed
+ *		The text without leading and trailing white space, as a C string.
+ */
+static char *
+us_trimmed(text *t)
+{
+	const char *s = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	while (len > 0 && us_is_space(*s))
+		s++, len--;
+	while (len > 0 && us_is_space(s[len - 1]))
+		len--;
+	return pnstrdup(s, len);
+}
+
+/*
+ * us_valid_name
+ *		Trimmed name: non-empty, at most US_NAME_MAX_CHARS characters.
+ */
+static char *
+us_valid_name(text *t)
+{
+	char	   *name = us_trimmed(t);
+
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("name must not be empty")));
+	if (pg_mbstrlen(name) > US_NAME_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("name must be at most %d characters", US_NAME_MAX_CHARS)));
+	return name;
+}
+
+/*
+ * us_email_well_formed
+ *		Exactly one '@', a non-empty local part, a domain that has a dot
+ *		(neither first nor last, never two in a row), and no white space or
+ *		control characters anywhere.
+ */
+static bool
+us_email_well_formed(const char *email)
+{
+	const char *at = strchr(email, '@');
+	const char *domain;
+	size_t		dlen;
+
+	for (const char *p = email; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+			return false;
+
+	if (at == NULL || at == email || strchr(at + 1, '@') != NULL)
+		return false;
+
+	domain = at + 1;
+	dlen = strlen(domain);
+	return dlen >= 3 &&
+		strchr(domain, '.') != NULL &&
+		domain[0] != '.' && domain[dlen - 1] != '.' &&
+		strstr(domain, "..") == NULL;
+}
+
+/*
+ * us_valid_email
+ *		Trimmed email address, checked by the rules above and for length.
+ */
+static char *
+us_valid_email(text *t)
+{
+	char	   *email = us_trimmed(t);
+
+	if (pg_mbstrlen(email) > US_EMAIL_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("email must be at most %d characters", US_EMAIL_MAX_CHARS)));
+	if (!us_email_well_formed(email))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid email address"),
+				 errdetail("An email address needs exactly one \"@\", a non-empty local part, "
+						   "and a domain containing a dot, without spaces.")));
+	return email;
+}
+
+/*
+ * us_check_password
+ *		Length rule for new passwords, in bytes.  The message never shows the
+ *		password.
+ */
+static void
+us_check_password(text *t)
+{
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (len < US_PASSWORD_MIN_BYTES || len > US_PASSWORD_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password must be between %d and %d bytes long",
+						US_PASSWORD_MIN_BYTES, US_PASSWORD_MAX_BYTES)));
+}
+
+/*
+ * us_lower_email
+ *		The key of users_email_key for an email: lower() under the column's
+ *		collation (the database default), exactly as the index computes it.
+ */
+static char *
+us_lower_email(const char *email)
+{
+	return str_tolower(email, strlen(email), DEFAULT_COLLATION_OID);
+}
+
+static void
+us_user_not_found(int64 id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("user " INT64_FORMAT " not found", id)));
+}
+
+/* ---------------------------------------------------------------------
+ * Direct reads
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * us_copy_row
+ *		Copy a users row out of a slot into the current memory context.
+ */
+static void
+us_copy_row(TupleTableSlot *slot, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+
+	slot_getallattrs(slot);
+	for (int i = 0; i < Natts_users; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		nulls[i] = slot->tts_isnull[i];
+		values[i] = nulls[i] ? (Datum) 0 :
+			datumCopy(slot->tts_values[i], att->attbyval, att->attlen);
+	}
+}
+
+/*
+ * us_fetch_user
+ *		Look one user up through a unique index of user_service.users (the
+ *		key is on the index's first column) under the given snapshot, and
+ *		copy the row into values/nulls.  False when there is none.  Locks are
+ *		kept to the end of the transaction, as usual.
+ */
+static bool
+us_fetch_user(Oid indexrelid, ScanKey key, Snapshot snapshot,
+			  Datum *values, bool *nulls)
+{
+	const UsCatalog *cat = us_catalog();
+	Relation	rel = table_open(cat->users_relid, AccessShareLock);
+	Relation	idx = index_open(indexrelid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	bool		found;
+
+	/* The collation of the key is the index's own. */
+	key->sk_collation = idx->rd_indcollation[0];
+
+	scan = index_beginscan(rel, idx, snapshot, 1, 0);
+	index_rescan(scan, key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+		us_copy_row(slot, values, nulls);
+	index_endscan(scan);
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+static bool
+us_fetch_by_id(int64 id, Snapshot snapshot, Datum *values, bool *nulls)
+{
+	ScanKeyData key;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+	return us_fetch_user(us_catalog()->users_pkey_relid, &key, snapshot,
+						 values, nulls);
+}
+
+static bool
+us_fetch_by_email(const char *email, Snapshot snapshot,
+				  Datum *values, bool *nulls)
+{
+	ScanKeyData key;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+				CStringGetTextDatum(us_lower_email(email)));
+	return us_fetch_user(us_catalog()->users_email_relid, &key, snapshot,
+						 values, nulls);
+}
+
+/*
+ * us_check_email_free
+ *		23505 when another user than except_id has this email in any case.
+ *		This gives the common case a clean message and spares the argon2 work;
+ *		the unique index still decides races.  SnapshotSelf sees what the
+ *		index would: committed rows and this transaction's own.
+ */
+static void
+us_check_email_free(const char *email, int64 except_id)
+{
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
+	if (us_fetch_by_email(email, SnapshotSelf, values, nulls) &&
+		DatumGetInt64(values[Anum_users_id - 1]) != except_id)
+	{
+		/* already locked by the lookup */
+		Relation	rel = table_open(us_catalog()->users_relid, NoLock);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("a user with email \"%s\" already exists", email),
+				 errdetail("Email addresses are unique regardless of case."),
+				 errtableconstraint(rel, "users_email_key")));
+	}
+}
+
+/*
+ * us_user_info
+ *		A user_info datum from users-ordered values (drops password_hash).
+ */
+static Datum
+us_user_info(TupleDesc desc, const Datum *values, const bool *nulls)
+{
+	Datum		v[Natts_user_info];
+	bool		n[Natts_user_info];
+	static const int from[Natts_user_info] = {
+		Anum_users_id, Anum_users_name, Anum_users_email,
+		Anum_users_created_at, Anum_users_updated_at
+	};
+
+	for (int i = 0; i < Natts_user_info; i++)
+	{
+		v[i] = values[from[i] - 1];
+		n[i] = nulls[from[i] - 1];
+	}
+	return HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+}
+
+/*
+ * us_count_users
+ *		Exact number of users in the snapshot: the sum of
+ *		user_service.user_count_deltas.
+ */
+static int64
+us_count_users(Snapshot snapshot)
+{
+	Relation	rel = table_open(us_catalog()->count_deltas_relid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	int64		total = 0;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, 1, &isnull);
+
+		if (!isnull)
+			total += DatumGetInt64(d);
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	return total;
+}
+
+/* ---------------------------------------------------------------------
+ * Writes
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * us_execute
+ *		Run a write statement as the owner of user_service.users.  When
+ *		row_values is given, the first returned row (user_info columns) is
+ *		copied into it, users-ordered.  Returns the number of rows processed.
+ */
+static uint64
+us_execute(UsStatement *stmt, Datum *args, const char *argnulls,
+		   Datum *row_values, bool *row_nulls)
+{
+	const UsCatalog *cat = us_catalog();
+	MemoryContext callcxt = CurrentMemoryContext;
+	UsSavedUser saved;
+	uint64		processed;
+	int			rc;
+
+	us_become_owner(cat, &saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (stmt->plan == NULL)
+		stmt->plan = us_prepare_plan(stmt->sql, stmt->nargs, stmt->argtypes);
+
+	rc = SPI_execute_plan(stmt->plan, args, argnulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	processed = SPI_processed;
+
+	if (row_values != NULL && processed > 0)
+	{
+		static const int to[Natts_user_info] = {
+			Anum_users_id, Anum_users_name, Anum_users_email,
+			Anum_users_created_at, Anum_users_updated_at
+		};
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(callcxt);
+
+		for (int i = 0; i < Natts_user_info; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			bool		isnull;
+			Datum		d = heap_getattr(tup, i + 1, desc, &isnull);
+
+			row_nulls[to[i] - 1] = isnull;
+			row_values[to[i] - 1] = isnull ? (Datum) 0 :
+				datumCopy(d, att->attbyval, att->attlen);
+		}
+		MemoryContextSwitchTo(old);
+	}
+
+	SPI_finish();
+	us_restore_user(&saved);
+	return processed;
+}
+
+/* ---------------------------------------------------------------------
+ * The SQL API
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * us_result_desc
+ *		The composite result descriptor of a function returning user_info.
+ */
+static TupleDesc
+us_result_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return BlessTupleDesc(desc);
+}
+
+/*
+ * create_user(name text, email text, password text) RETURNS user_info
+ */
+Datum
+create_user(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *email;
+	text	   *password;
+	char	   *hash;
+	Datum		args[3];
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
+	us_arg_not_null(fcinfo, 0, "name");
+	us_arg_not_null(fcinfo, 1, "email");
+	us_arg_not_null(fcinfo, 2, "password");
+	name = us_valid_name(PG_GETARG_TEXT_PP(0));
+	email = us_valid_email(PG_GETARG_TEXT_PP(1));
+	password = PG_GETARG_TEXT_PP(2);
+	us_check_password(password);
+
+	us_check_email_free(email, 0);
+
+	hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
+
+	args[0] = CStringGetTextDatum(name);
+	args[1] = CStringGetTextDatum(email);
+	args[2] = CStringGetTextDatum(hash);
+	if (us_execute(&us_insert_user, args, NULL, values, nulls) != 1)
+		elog(ERROR, "insert into user_service.users returned no row");
+
+	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
+}
+
+/*
+ * get_user(id bigint) RETURNS user_info
+ */
+Datum
+get_user(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
+	us_arg_not_null(fcinfo, 0, "id");
+	id = PG_GETARG_INT64(0);
+
+	if (!us_fetch_by_id(id, GetActiveSnapshot(), values, nulls))
+		us_user_not_found(id);
+
+	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
+}
+
+/*
+ * update_user(id bigint, name text DEFAULT NULL, email text DEFAULT NULL)
+ *		RETURNS user_info
+ */
+Datum
+update_user(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	Datum		args[3];
+	char		argnulls[3] = {' ', 'n', 'n'};
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
+	us_arg_not_null(fcinfo, 0, "id");
+	id = PG_GETARG_INT64(0);
+	args[0] = Int64GetDatum(id);
+
+	if (!PG_ARGISNULL(1))
+	{
+		args[1] = CStringGetTextDatum(us_valid_name(PG_GETARG_TEXT_PP(1)));
+		argnulls[1] = ' ';
+	}
+	if (!PG_ARGISNULL(2))
+	{
+		char	   *email = us_valid_email(PG_GETARG_TEXT_PP(2));
+
+		us_check_email_free(email, id);
+		args[2] = CStringGetTextDatum(email);
+		argnulls[2] = ' ';
+	}
+
+	if (us_execute(&us_update_user, args, argnulls, values, nulls) == 0)
+		us_user_not_found(id);
+
+	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
+}
+
+/*
+ * delete_user(id bigint) RETURNS void
+ */
+Datum
+delete_user(PG_FUNCTION_ARGS)
+{
+	Datum		args[1];
+
+	us_arg_not_null(fcinfo, 0, "id");
+	args[0] = PG_GETARG_DATUM(0);
+
+	if (us_execute(&us_delete_user, args, NULL, NULL, NULL) == 0)
+		us_user_not_found(PG_GETARG_INT64(0));
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * set_password(id bigint, password text) RETURNS void
+ */
+Datum
+set_password(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	text	   *password;
+	Datum		args[2];
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
+	us_arg_not_null(fcinfo, 0, "id");
+	us_arg_not_null(fcinfo, 1, "password");
+	id = PG_GETARG_INT64(0);
+	password = PG_GETARG_TEXT_PP(1);
+	us_check_password(password);
+
+	/* Spare the argon2 work for a user that is not there. */
+	if (!us_fetch_by_id(id, SnapshotSelf, values, nulls))
+		us_user_not_found(id);
+
+	args[0] = Int64GetDatum(id);
+	args[1] = CStringGetTextDatum(us_password_hash(VARDATA_ANY(password),
+												   VARSIZE_ANY_EXHDR(password)));
+	if (us_execute(&us_set_password, args, NULL, NULL, NULL) == 0)
+		us_user_not_found(id);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * verify_password(email text, password text) RETURNS boolean
+ *
+ * An email that matches no user costs the same argon2 work as a wrong
+ * password, so the answer's timing does not tell whether the user exists.
+ * After a successful verify of a hash made with other parameters than the
+ * current GUCs, the hash is replaced by a current one, except where the
+ * transaction cannot write (read-only, hot standby).
+ */
+Datum
+verify_password(PG_FUNCTION_ARGS)
+{
+	text	   *password;
+	const char *pwd;
+	size_t		pwdlen;
+	char	   *email;
+	char	   *stored;
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+	UsPhc		phc;
+	bool		ok;
+
+	us_arg_not_null(fcinfo, 0, "email");
+	us_arg_not_null(fcinfo, 1, "password");
+	email = us_trimmed(PG_GETARG_TEXT_PP(0));
+	password = PG_GETARG_TEXT_PP(1);
+	pwd = VARDATA_ANY(password);
+	pwdlen = VARSIZE_ANY_EXHDR(password);
+
+	if (!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))
+	{
+		us_password_dummy_work(pwd, pwdlen);
+		PG_RETURN_BOOL(false);
+	}
+
+	stored = TextDatumGetCString(values[Anum_users_password_hash - 1]);
+	if (!us_phc_parse(stored, &phc))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("password hash of user " INT64_FORMAT " is not an argon2 PHC string",
+						DatumGetInt64(values[Anum_users_id - 1]))));
+
+	ok = us_password_verify(&phc, pwd, pwdlen);
+
+	if (ok && !us_phc_is_current(&phc) && !RecoveryInProgress() && !XactReadOnly)
+	{
+		Datum		args[3];
+
+		args[0] = values[Anum_users_id - 1];
+		args[1] = values[Anum_users_password_hash - 1];
+		args[2] = CStringGetTextDatum(us_password_hash(pwd, pwdlen));
+		us_execute(&us_rehash, args, NULL, NULL, NULL);
+	}
+
+	PG_RETURN_BOOL(ok);
+}
+
+/*
+ * list_users(page int DEFAULT 1, per_page int DEFAULT 20,
+ *			  OUT total bigint, OUT users user_info[])
+ *
+ * Always one row.  The total and the page come from the caller's snapshot
+ * (the function is STABLE, so both scans see the same one).  A page past
+ * the end is an empty array; the offset is computed in 64 bits, so no page
+ * number overflows.
+ */
+Datum
+list_users(PG_FUNCTION_ARGS)
+{
+	int32		page;
+	int32		per_page;
+	int64		offset;
+	int64		total;
+	Snapshot	snapshot = GetActiveSnapshot();
+	const UsCatalog *cat;
+	TupleDesc	result_desc;
+	TupleDesc	info_desc;
+	Oid			elemtype;
+	int16		elemlen;
+	bool		elembyval;
+	char		elemalign;
+	Datum	   *items;
+	int			n = 0;
+	Datum		result[2];
+	bool		result_nulls[2] = {false, false};
+
+	us_arg_not_null(fcinfo, 0, "page");
+	us_arg_not_null(fcinfo, 1, "per_page");
+	page = PG_GETARG_INT32(0);
+	per_page = PG_GETARG_INT32(1);
+	if (page < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("page must be at least 1")));
+	if (per_page < 1 || per_page > user_service_max_per_page)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("per_page must be between 1 and %d", user_service_max_per_page),
+				 errhint("The upper limit is set by user_service.max_per_page.")));
+	offset = (int64) (page - 1) * per_page;
+
+	cat = us_catalog();
+	result_desc = us_result_desc(fcinfo);
+	elemtype = cat->user_info_typid;
+	get_typlenbyvalalign(elemtype, &elemlen, &elembyval, &elemalign);
+	info_desc = lookup_rowtype_tupdesc_copy(elemtype, -1);
+
+	total = us_count_users(snapshot);
+	items = palloc(sizeof(Datum) * per_page);
+
+	if (offset < total)
+	{
+		Relation	rel = table_open(cat->users_relid, AccessShareLock);
+		Relation	idx = index_open(cat->users_pkey_relid, AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		IndexScanDesc scan = index_beginscan(rel, idx, snapshot, 0, 0);
+		int64		skipped = 0;
+		Datum		values[Natts_users];
+		bool		nulls[Natts_users];
+
+		index_rescan(scan, NULL, 0, NULL, 0);
+		while (n < per_page &&
+			   index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (skipped < offset)
+			{
+				skipped++;
+				continue;
+			}
+			us_copy_row(slot, values, nulls);
+			items[n++] = us_user_info(info_desc, values, nulls);
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, NoLock);
+		table_close(rel, NoLock);
+	}
+
+	result[0] = Int64GetDatum(total);
+	result[1] = PointerGetDatum(construct_array(items, n, elemtype,
+												elemlen, elembyval, elemalign));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, result,
+													  result_nulls)));
+}
+
+/*
+ * count_users_trigger
+ *		AFTER ... FOR EACH STATEMENT trigger on user_service.users: append the
+ *		statement's net change of the number of users to user_count_deltas.
+ *		INSERT and DELETE count their transition tables.  TRUNCATE cancels the
+ *		whole sum, read with a fresh snapshot: its exclusive lock has waited
+ *		for every transaction that changed users, so all their deltas are
+ *		visible then.  The row is inserted directly (the table has neither
+ *		indexes nor triggers), so whoever changes users needs no right on it.
+ */
+Datum
+count_users_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const UsCatalog *cat;
+	Relation	rel;
+	int64		delta;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("count_users_trigger must be fired AFTER ... FOR EACH STATEMENT")));
+
+	cat = us_catalog();
+	if (RelationGetRelid(trigdata->tg_relation) != cat->users_relid)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("count_users_trigger may only be fired for user_service.users")));
+
+	rel = table_open(cat->count_deltas_relid, RowExclusiveLock);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && trigdata->tg_newtable)
+		delta = tuplestore_tuple_count(trigdata->tg_newtable);
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && trigdata->tg_oldtable)
+		delta = -tuplestore_tuple_count(trigdata->tg_oldtable);
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		Snapshot	latest = RegisterSnapshot(GetLatestSnapshot());
+
+		delta = -us_count_users(latest);
+		UnregisterSnapshot(latest);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("count_users_trigger needs a transition table for INSERT and DELETE")));
+
+	if (delta != 0)
+	{
+		Datum		value = Int64GetDatum(delta);
+		bool		isnull = false;
+		HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), &value, &isnull);
+
+		simple_heap_insert(rel, tup);
+		heap_freetuple(tup);
+	}
+	table_close(rel, NoLock);
+
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,59 @@
+# Shared by test/run-tests.sh, test/demo.sh: packages, users, paths.
+# Sourced, not run.
+
+PG_BINDIR=/usr/lib/postgresql/15/bin
+PG_CONFIG=$PG_BINDIR/pg_config
+
+# Debian 12 packages the build, the tests and the demo need.
+US_PACKAGES="postgresql-15 postgresql-server-dev-15 libargon2-dev libipc-run-perl
+             make gcc python3 python3-argon2"
+
+# Commands that must run as root: directly when we are root, else via sudo.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# PostgreSQL refuses to run as root: as root, servers and tests run as
+# Debian's postgres account; otherwise as the calling user.
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+pg_owner() {
+    if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi
+}
+
+# Install whatever of US_PACKAGES is missing (one apt-get update first).
+ensure_packages() {
+    local missing=() p
+    for p in $US_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing: ${missing[*]}"
+    as_root apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Copy the source tree (without .git and build products) into a fresh
+# directory owned by the account that runs the servers, print its path.
+copy_tree() {
+    local src=$1 dst
+    dst=$(mktemp -d "${TMPDIR:-/tmp}/user_service.XXXXXX")
+    tar -C "$src" --exclude=./.git --exclude=./.demo --exclude='./tmp_check*' \
+        --exclude=./results --exclude=./output_iso --exclude='*.o' --exclude='*.so' \
+        --exclude='*.bc' -cf - . | tar -C "$dst" -xf -
+    chmod 755 "$dst"
+    [ "$(id -u)" = 0 ] && chown -R postgres: "$dst"
+    echo "$dst"
+}
+
+# Build as the unprivileged account, install as root.
+build_and_install() {
+    local dir=$1
+    echo "== building"
+    as_pg make -s -C "$dir" PG_CONFIG="$PG_CONFIG" >/dev/null
+    echo "== installing into $($PG_CONFIG --pkglibdir)"
+    as_root make -s -C "$dir" PG_CONFIG="$PG_CONFIG" install >/dev/null
+}
