@@ -60,8 +60,8 @@ if [ "$failed" -ne 0 ]; then
         [ -s "$f" ] && { echo "--- $f"; head -n 300 "$f"; }
     done
     for f in "$work"/tmp_check/log/regress_log_*; do
-        [ -f "$f" ] && grep -q 'not ok\|died\|Dubious' "$f" 2>/dev/null &&
-            { echo "--- $f"; tail -n 60 "$f"; }
+        [ -f "$f" ] && grep -qE '^not ok|died|BAIL' "$f" 2>/dev/null &&
+            { echo "--- $f"; grep -E -A12 '^not ok|died|BAIL' "$f" | head -n 120; }
     done
 else
     rm -rf "$work"
