@@ -13,8 +13,10 @@ OBJS = \
 	src/user_service.o \
 	src/catalog.o \
 	src/password.o \
-	src/users.o
-DATA = user_service--1.0.sql
+	src/users.o \
+	src/jobs.o \
+	src/worker.o
+DATA = user_service--1.0.sql user_service--1.0--1.1.sql
 
 SHLIB_LINK += -largon2
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers

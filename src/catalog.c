@@ -10,9 +10,9 @@
  * Writes go through SPI (so indexes, constraints and triggers are handled
  * by the executor) with the user id switched to the table's owner for the
  * duration of the statement, the way REFRESH MATERIALIZED VIEW does, and with
- * every name in their SQL schema-qualified.  This is what SECURITY DEFINER
- * with a pinned search_path would give, without a GUC save and restore on
- * every call.
+ * pg_catalog alone on the search_path while they are analysed and run.  This
+ * is what SECURITY DEFINER with a pinned search_path would give, without a
+ * GUC save and restore on every call.
  *
  *-------------------------------------------------------------------------
  */
@@ -142,23 +142,39 @@ us_restore_user(const UsSavedUser *saved)
 }
 
 /*
- * us_prepare_plan
- *		Prepare and keep an SPI plan for the rest of the backend's life.  The
- *		SQL must qualify every name (pg_catalog.now(), OPERATOR(pg_catalog.=));
- *		the plan cache re-analyses it after invalidations, and
- *		qualified names resolve the same whatever the search_path then is.
- *		Call between SPI_connect and SPI_finish.
+ * us_spi_run
+ *		Run a statement through SPI (between SPI_connect and SPI_finish),
+ *		preparing and keeping its plan on first use.  Analysis and execution
+ *		happen with pg_catalog alone on the search_path: unqualified
+ *		operators and functions resolve there and nowhere else, whatever the
+ *		caller's search_path, and the plan cache never replans because the
+ *		caller's search_path changed.  An error in between is safe: the
+ *		(sub)transaction abort pops the override.  Returns SPI's result code.
  */
-SPIPlanPtr
-us_prepare_plan(const char *sql, int nargs, const Oid *argtypes)
+int
+us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
+		   bool read_only, long tcount)
 {
-	SPIPlanPtr	plan;
+	OverrideSearchPath path = {NIL, true, false, 0};
+	int			rc;
 
-	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
+	PushOverrideSearchPath(&path);
+	if (stmt->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(stmt->sql, stmt->nargs, stmt->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 stmt->sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		stmt->plan = plan;
+	}
+	rc = SPI_execute_plan(stmt->plan, args, nulls, read_only, tcount);
+	PopOverrideSearchPath();
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
+			 stmt->sql, SPI_result_code_string(rc));
+	return rc;
 }

@@ -17,7 +17,10 @@
 #include <limits.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "user_service.h"
 
@@ -28,8 +31,50 @@ int			user_service_argon2_memory_kib = 19456;
 int			user_service_argon2_iterations = 2;
 int			user_service_argon2_parallelism = 1;
 int			user_service_max_per_page = 100;
+char	   *user_service_database = NULL;
+int			user_service_workers = 2;
+int			user_service_default_concurrency = 4;
+int			user_service_max_attempts = 3;
+char	   *user_service_batch_retention = NULL;
+
+bool		us_preloaded = false;
 
 void		_PG_init(void);
+
+/*
+ * us_check_retention
+ *		user_service.batch_retention must read as a non-negative interval
+ *		('7 days', '12 hours', '0').  Parsed with the datetime routines that
+ *		report errors as codes, since a check hook must not throw.
+ */
+static bool
+us_check_retention(char **newval, void **extra, GucSource source)
+{
+	char		workbuf[MAXDATELEN + 1];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	struct pg_itm_in itm;
+	Interval	span;
+
+	if (strlen(*newval) > MAXDATELEN ||
+		ParseDateTime(*newval, workbuf, sizeof(workbuf), field, ftype,
+					  MAXDATEFIELDS, &nf) != 0 ||
+		DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm) != 0 ||
+		dtype != DTK_DELTA ||
+		itmin2interval(&itm, &span) != 0)
+	{
+		GUC_check_errdetail("\"%s\" is not an interval such as \"7 days\".", *newval);
+		return false;
+	}
+	if (span.time < 0 || span.day < 0 || span.month < 0)
+	{
+		GUC_check_errdetail("The retention must not be negative.");
+		return false;
+	}
+	return true;
+}
 
 /*
  * _PG_init
@@ -87,5 +132,66 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("user_service.database",
+							   "Database the batch workers serve.",
+							   "On a change, the workers reconnect.",
+							   &user_service_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("user_service.workers",
+							"Number of batch workers.",
+							"Takes effect on a configuration reload. Each worker is a "
+							"background worker: see max_worker_processes.",
+							&user_service_workers,
+							2,
+							0,
+							US_MAX_WORKERS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("user_service.default_concurrency",
+							"Items of one batch that may be processed at once, when "
+							"submit_batch is given no concurrency.",
+							NULL,
+							&user_service_default_concurrency,
+							4,
+							1,
+							1000000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("user_service.max_attempts",
+							"Attempts at a batch item that meets transient errors "
+							"(serialization failure, deadlock, lock timeout).",
+							NULL,
+							&user_service_max_attempts,
+							3,
+							1,
+							100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("user_service.batch_retention",
+							   "How long finished batches are kept before the workers delete them.",
+							   NULL,
+							   &user_service_batch_retention,
+							   "7 days",
+							   PGC_SIGHUP,
+							   0,
+							   us_check_retention, NULL, NULL);
+
 	MarkGUCPrefixReserved("user_service");
+
+	us_shmem_init_hooks();
+	if (process_shared_preload_libraries_in_progress)
+	{
+		us_preloaded = true;
+		us_register_launcher();
+	}
 }

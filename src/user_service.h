@@ -7,6 +7,8 @@
  * catalog.c		locating the extension's relations, running as their owner
  * password.c		argon2 hashing and verification, PHC strings
  * users.c			the SQL-callable user API and the user-count trigger
+ * jobs.c			batches: submission, status, claiming and processing items
+ * worker.c			shared memory, the launcher and the background workers
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +24,14 @@ extern int	user_service_argon2_memory_kib;
 extern int	user_service_argon2_iterations;
 extern int	user_service_argon2_parallelism;
 extern int	user_service_max_per_page;
+extern char *user_service_database;
+extern int	user_service_workers;
+extern int	user_service_default_concurrency;
+extern int	user_service_max_attempts;
+extern char *user_service_batch_retention;
+
+/* Set in _PG_init when loaded through shared_preload_libraries. */
+extern bool us_preloaded;
 
 /* Input limits of the API (issue-pinned). */
 #define US_NAME_MAX_CHARS		200
@@ -66,7 +76,23 @@ typedef struct UsSavedUser
 } UsSavedUser;
 extern void us_become_owner(const UsCatalog *cat, UsSavedUser *saved);
 extern void us_restore_user(const UsSavedUser *saved);
-extern SPIPlanPtr us_prepare_plan(const char *sql, int nargs, const Oid *argtypes);
+
+/*
+ * An SQL statement run through SPI, prepared on first use and kept for the
+ * backend's life.  It is analysed and run with pg_catalog alone on the
+ * search_path (see us_spi_run), and names its tables schema-qualified.
+ */
+#define US_MAX_ARGS 8
+typedef struct UsStatement
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[US_MAX_ARGS];
+	SPIPlanPtr	plan;
+} UsStatement;
+
+extern int	us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
+					   bool read_only, long tcount);
 
 /* password.c */
 typedef struct UsPhc
@@ -87,5 +113,35 @@ extern bool us_phc_parse(const char *phc, UsPhc *out);
 extern bool us_password_verify(const UsPhc *phc, const char *password, size_t len);
 extern bool us_phc_is_current(const UsPhc *phc);
 extern void us_password_dummy_work(const char *password, size_t len);
+
+/* users.c: the operations, shared by the SQL API and the batch engine */
+extern void us_user_create(text *name, text *email, text *password,
+						   Datum *values, bool *nulls);
+extern void us_user_update(int64 id, text *name, text *email,
+						   Datum *values, bool *nulls);
+extern void us_user_delete(int64 id);
+extern void us_user_set_password(int64 id, text *password);
+extern void us_compact_user_count(void);
+
+/* jobs.c */
+#define US_GROUP_MAX	100		/* items claimed per transaction, at most */
+#define US_MAX_WORKERS	32		/* upper bound of user_service.workers */
+
+typedef struct UsWorkerSlot UsWorkerSlot;
+extern int	us_process_group(UsWorkerSlot *slot, int max_items,
+							 bool *batch_finished, bool *capacity_blocked);
+extern bool us_batch_tables_exist(void);
+extern int64 us_purge_batches(void);
+
+/* worker.c */
+extern void us_shmem_init_hooks(void);
+extern void us_register_launcher(void);
+extern void us_wake_workers_at_commit(void);
+extern void us_wake_waiters_at_commit(void);
+extern void us_slot_publish(UsWorkerSlot *slot, int64 batch_id, const int32 *items, int n);
+extern void us_slot_clear(UsWorkerSlot *slot);
+extern bool us_item_running(int64 batch_id, int32 item);
+extern void us_wait_for_batches(long timeout_ms);
+extern void us_wait_for_batches_done(void);
 
 #endif							/* USER_SERVICE_H */

@@ -54,18 +54,6 @@ PG_FUNCTION_INFO_V1(verify_password);
 PG_FUNCTION_INFO_V1(set_password);
 PG_FUNCTION_INFO_V1(count_users_trigger);
 
-/*
- * A write statement, prepared on first use and kept for the backend's life.
- * Every name is schema-qualified (see us_prepare_plan).
- */
-typedef struct UsStatement
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[3];
-	SPIPlanPtr	plan;
-} UsStatement;
-
 #define US_RETURNING_USER_INFO " RETURNING id, name, email, created_at, updated_at"
 
 static UsStatement us_insert_user = {
@@ -426,17 +414,11 @@ us_execute(UsStatement *stmt, Datum *args, const char *argnulls,
 	MemoryContext callcxt = CurrentMemoryContext;
 	UsSavedUser saved;
 	uint64		processed;
-	int			rc;
 
 	us_become_owner(cat, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (stmt->plan == NULL)
-		stmt->plan = us_prepare_plan(stmt->sql, stmt->nargs, stmt->argtypes);
-
-	rc = SPI_execute_plan(stmt->plan, args, argnulls, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	us_spi_run(stmt, args, argnulls, false, 0);
 	processed = SPI_processed;
 
 	if (row_values != NULL && processed > 0)
@@ -487,37 +469,110 @@ us_result_desc(FunctionCallInfo fcinfo)
 }
 
 /*
+ * us_user_create
+ *		Validate, hash and insert a user; the new row (users-ordered) goes to
+ *		values/nulls.  Arguments must not be NULL.
+ */
+void
+us_user_create(text *name, text *email, text *password, Datum *values, bool *nulls)
+{
+	char	   *vname = us_valid_name(name);
+	char	   *vemail = us_valid_email(email);
+	char	   *hash;
+	Datum		args[3];
+
+	us_check_password(password);
+	us_check_email_free(vemail, 0);
+
+	hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
+
+	args[0] = CStringGetTextDatum(vname);
+	args[1] = CStringGetTextDatum(vemail);
+	args[2] = CStringGetTextDatum(hash);
+	if (us_execute(&us_insert_user, args, NULL, values, nulls) != 1)
+		elog(ERROR, "insert into user_service.users returned no row");
+}
+
+/*
+ * us_user_update
+ *		Change name and/or email (NULL keeps the value), bump updated_at; the
+ *		updated row goes to values/nulls.  P0002 when the user is missing.
+ */
+void
+us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
+{
+	Datum		args[3];
+	char		argnulls[3] = {' ', 'n', 'n'};
+
+	args[0] = Int64GetDatum(id);
+	if (name != NULL)
+	{
+		args[1] = CStringGetTextDatum(us_valid_name(name));
+		argnulls[1] = ' ';
+	}
+	if (email != NULL)
+	{
+		char	   *vemail = us_valid_email(email);
+
+		us_check_email_free(vemail, id);
+		args[2] = CStringGetTextDatum(vemail);
+		argnulls[2] = ' ';
+	}
+
+	if (us_execute(&us_update_user, args, argnulls, values, nulls) == 0)
+		us_user_not_found(id);
+}
+
+/*
+ * us_user_delete
+ *		Delete a user; P0002 when missing.
+ */
+void
+us_user_delete(int64 id)
+{
+	Datum		args[1] = {Int64GetDatum(id)};
+
+	if (us_execute(&us_delete_user, args, NULL, NULL, NULL) == 0)
+		us_user_not_found(id);
+}
+
+/*
+ * us_user_set_password
+ *		Hash and store a new password; P0002 when the user is missing (checked
+ *		before hashing, to spare the argon2 work).
+ */
+void
+us_user_set_password(int64 id, text *password)
+{
+	Datum		args[2];
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
+	us_check_password(password);
+	if (!us_fetch_by_id(id, SnapshotSelf, values, nulls))
+		us_user_not_found(id);
+
+	args[0] = Int64GetDatum(id);
+	args[1] = CStringGetTextDatum(us_password_hash(VARDATA_ANY(password),
+												   VARSIZE_ANY_EXHDR(password)));
+	if (us_execute(&us_set_password, args, NULL, NULL, NULL) == 0)
+		us_user_not_found(id);
+}
+
+/*
  * create_user(name text, email text, password text) RETURNS user_info
  */
 Datum
 create_user(PG_FUNCTION_ARGS)
 {
-	char	   *name;
-	char	   *email;
-	text	   *password;
-	char	   *hash;
-	Datum		args[3];
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
 
 	us_arg_not_null(fcinfo, 0, "name");
 	us_arg_not_null(fcinfo, 1, "email");
 	us_arg_not_null(fcinfo, 2, "password");
-	name = us_valid_name(PG_GETARG_TEXT_PP(0));
-	email = us_valid_email(PG_GETARG_TEXT_PP(1));
-	password = PG_GETARG_TEXT_PP(2);
-	us_check_password(password);
-
-	us_check_email_free(email, 0);
-
-	hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
-
-	args[0] = CStringGetTextDatum(name);
-	args[1] = CStringGetTextDatum(email);
-	args[2] = CStringGetTextDatum(hash);
-	if (us_execute(&us_insert_user, args, NULL, values, nulls) != 1)
-		elog(ERROR, "insert into user_service.users returned no row");
-
+	us_user_create(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2),
+				   values, nulls);
 	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
 }
 
@@ -547,33 +602,14 @@ get_user(PG_FUNCTION_ARGS)
 Datum
 update_user(PG_FUNCTION_ARGS)
 {
-	int64		id;
-	Datum		args[3];
-	char		argnulls[3] = {' ', 'n', 'n'};
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
 
 	us_arg_not_null(fcinfo, 0, "id");
-	id = PG_GETARG_INT64(0);
-	args[0] = Int64GetDatum(id);
-
-	if (!PG_ARGISNULL(1))
-	{
-		args[1] = CStringGetTextDatum(us_valid_name(PG_GETARG_TEXT_PP(1)));
-		argnulls[1] = ' ';
-	}
-	if (!PG_ARGISNULL(2))
-	{
-		char	   *email = us_valid_email(PG_GETARG_TEXT_PP(2));
-
-		us_check_email_free(email, id);
-		args[2] = CStringGetTextDatum(email);
-		argnulls[2] = ' ';
-	}
-
-	if (us_execute(&us_update_user, args, argnulls, values, nulls) == 0)
-		us_user_not_found(id);
-
+	us_user_update(PG_GETARG_INT64(0),
+				   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+				   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+				   values, nulls);
 	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
 }
 
@@ -583,14 +619,8 @@ update_user(PG_FUNCTION_ARGS)
 Datum
 delete_user(PG_FUNCTION_ARGS)
 {
-	Datum		args[1];
-
 	us_arg_not_null(fcinfo, 0, "id");
-	args[0] = PG_GETARG_DATUM(0);
-
-	if (us_execute(&us_delete_user, args, NULL, NULL, NULL) == 0)
-		us_user_not_found(PG_GETARG_INT64(0));
-
+	us_user_delete(PG_GETARG_INT64(0));
 	PG_RETURN_VOID();
 }
 
@@ -600,28 +630,9 @@ delete_user(PG_FUNCTION_ARGS)
 Datum
 set_password(PG_FUNCTION_ARGS)
 {
-	int64		id;
-	text	   *password;
-	Datum		args[2];
-	Datum		values[Natts_users];
-	bool		nulls[Natts_users];
-
 	us_arg_not_null(fcinfo, 0, "id");
 	us_arg_not_null(fcinfo, 1, "password");
-	id = PG_GETARG_INT64(0);
-	password = PG_GETARG_TEXT_PP(1);
-	us_check_password(password);
-
-	/* Spare the argon2 work for a user that is not there. */
-	if (!us_fetch_by_id(id, SnapshotSelf, values, nulls))
-		us_user_not_found(id);
-
-	args[0] = Int64GetDatum(id);
-	args[1] = CStringGetTextDatum(us_password_hash(VARDATA_ANY(password),
-												   VARSIZE_ANY_EXHDR(password)));
-	if (us_execute(&us_set_password, args, NULL, NULL, NULL) == 0)
-		us_user_not_found(id);
-
+	us_user_set_password(PG_GETARG_INT64(0), PG_GETARG_TEXT_PP(1));
 	PG_RETURN_VOID();
 }
 
@@ -769,6 +780,34 @@ list_users(PG_FUNCTION_ARGS)
 												elemlen, elembyval, elemalign));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, result,
 													  result_nulls)));
+}
+
+static UsStatement us_count_deltas = {
+	"SELECT count(*) FROM user_service.user_count_deltas", 0
+};
+
+static UsStatement us_fold_deltas = {
+	"WITH d AS (DELETE FROM user_service.user_count_deltas RETURNING delta)"
+	" INSERT INTO user_service.user_count_deltas (delta)"
+	" SELECT s FROM (SELECT sum(delta)::bigint AS s FROM d) t WHERE s <> 0",
+	0
+};
+
+/*
+ * us_compact_user_count
+ *		Fold the rows of user_count_deltas into one (the workers do this when
+ *		idle), so that list_users sums few rows.  The sum never changes, so
+ *		concurrent readers and writers are unaffected.  Call inside SPI.
+ */
+void
+us_compact_user_count(void)
+{
+	bool		isnull;
+
+	us_spi_run(&us_count_deltas, NULL, NULL, true, 0);
+	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									1, &isnull)) > 1)
+		us_spi_run(&us_fold_deltas, NULL, NULL, false, 0);
 }
 
 /*

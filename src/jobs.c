@@ -1,0 +1,1068 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobs.c
+ *		Batches: submit_batch, batch_status, batch_results, cancel_batch,
+ *		wait_batch, process_batches, and the claim-process-record step that
+ *		the background workers (worker.c) and process_batches share.
+ *
+ * An item is processed in the transaction that claims it: the claim is a row
+ * lock (FOR UPDATE SKIP LOCKED), the user operation runs in a
+ * subtransaction, and the item's result is written in the same transaction
+ * as the operation's effect.  A worker that dies mid-item leaves the item
+ * pending and unlocked, so it is processed again, once: nothing is lost or
+ * applied twice, and no item is ever stuck "running".
+ *
+ * A batch's concurrency is enforced with transaction-level advisory locks
+ * of the extension's own class: slot k of batch b is the lock (b, k), and an
+ * item may be in flight only under a slot.  Whoever claims (workers,
+ * sessions calling process_batches) competes for the same slots, and a
+ * crash releases them with the transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "user_service.h"
+
+PG_FUNCTION_INFO_V1(submit_batch);
+PG_FUNCTION_INFO_V1(batch_status);
+PG_FUNCTION_INFO_V1(batch_results);
+PG_FUNCTION_INFO_V1(cancel_batch);
+PG_FUNCTION_INFO_V1(wait_batch);
+PG_FUNCTION_INFO_V1(process_batches);
+
+/* Advisory lock class of the concurrency slots (SQL's own use 1 and 2). */
+#define US_SLOT_LOCK_CLASS	0x5553
+
+/* ---------------------------------------------------------------------
+ * Kinds of batches and the keys of their items
+ * ---------------------------------------------------------------------
+ */
+typedef enum UsKeyType
+{
+	US_KEY_STRING,
+	US_KEY_ID
+} UsKeyType;
+
+typedef struct UsKeySpec
+{
+	const char *key;
+	UsKeyType	type;
+	bool		required;
+} UsKeySpec;
+
+typedef enum UsKind
+{
+	US_KIND_CREATE_USER,
+	US_KIND_UPDATE_USER,
+	US_KIND_DELETE_USER,
+	US_KIND_SET_PASSWORD
+} UsKind;
+
+typedef struct UsKindSpec
+{
+	const char *name;
+	bool		hashes;			/* does an item cost an argon2 hash? */
+	UsKeySpec	keys[4];		/* ends with a NULL key */
+} UsKindSpec;
+
+static const UsKindSpec us_kinds[] = {
+	[US_KIND_CREATE_USER] = {"create_user", true,
+		{{"name", US_KEY_STRING, true}, {"email", US_KEY_STRING, true},
+		{"password", US_KEY_STRING, true}}},
+	[US_KIND_UPDATE_USER] = {"update_user", false,
+		{{"id", US_KEY_ID, true}, {"name", US_KEY_STRING, false},
+		{"email", US_KEY_STRING, false}}},
+	[US_KIND_DELETE_USER] = {"delete_user", false,
+		{{"id", US_KEY_ID, true}}},
+	[US_KIND_SET_PASSWORD] = {"set_password", true,
+		{{"id", US_KEY_ID, true}, {"password", US_KEY_STRING, true}}},
+};
+
+#define US_NKINDS lengthof(us_kinds)
+
+/*
+ * us_kind_by_name
+ *		The kind called name, or 22023.
+ */
+static UsKind
+us_kind_by_name(const char *name)
+{
+	for (int k = 0; k < (int) US_NKINDS; k++)
+		if (strcmp(us_kinds[k].name, name) == 0)
+			return (UsKind) k;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown batch kind \"%s\"", name),
+			 errhint("The kinds are create_user, update_user, delete_user and set_password.")));
+	pg_unreachable();
+}
+
+/*
+ * us_numeric_to_id
+ *		A JSON number that is a whole number within bigint, as int64.
+ */
+static bool
+us_numeric_to_id(Numeric num, int64 *out)
+{
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	char	   *end;
+	const char *p = (*s == '-') ? s + 1 : s;
+
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
+		return false;
+	errno = 0;
+	*out = strtoi64(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+/*
+ * us_check_item
+ *		Validate the shape of item number itemno (from 1) of a submission:
+ *		an object with the kind's keys, each of the right JSON type, and no
+ *		others.  JSON null counts as absent for an optional key.  Values
+ *		themselves (a valid email, a long enough password) are checked when
+ *		the item is processed, and a bad one fails that item alone.
+ */
+static void
+us_check_item(UsKind kind, JsonbValue *item, int itemno)
+{
+	const UsKeySpec *keys = us_kinds[kind].keys;
+	bool		seen[lengthof(us_kinds[0].keys)] = {false};
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (item->type != jbvBinary || !JsonContainerIsObject(item->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("item %d is not a JSON object", itemno)));
+
+	it = JsonbIteratorInit(item->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		int			k;
+
+		if (tok != WJB_KEY)
+			continue;
+		for (k = 0; keys[k].key != NULL; k++)
+			if (strlen(keys[k].key) == (size_t) v.val.string.len &&
+				memcmp(keys[k].key, v.val.string.val, v.val.string.len) == 0)
+				break;
+		if (keys[k].key == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("item %d has an unknown key \"%.*s\"", itemno,
+							Min(v.val.string.len, 64), v.val.string.val),
+					 errhint("A %s item takes the keys %s.", us_kinds[kind].name,
+							 kind == US_KIND_CREATE_USER ? "name, email and password" :
+							 kind == US_KIND_UPDATE_USER ? "id, and name and/or email" :
+							 kind == US_KIND_DELETE_USER ? "id" : "id and password")));
+
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		if (v.type == jbvNull && !keys[k].required)
+			continue;
+		if (keys[k].type == US_KEY_STRING && v.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("item %d: \"%s\" must be a string", itemno, keys[k].key)));
+		if (keys[k].type == US_KEY_ID)
+		{
+			int64		id;
+
+			if (v.type != jbvNumeric || !us_numeric_to_id(v.val.numeric, &id))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("item %d: \"%s\" must be an integer within bigint",
+								itemno, keys[k].key)));
+		}
+		seen[k] = true;
+	}
+
+	for (int k = 0; keys[k].key != NULL; k++)
+		if (keys[k].required && !seen[k])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("item %d is missing the key \"%s\"", itemno, keys[k].key)));
+}
+
+/* ---------------------------------------------------------------------
+ * SQL run by this file (tables schema-qualified, pg_catalog alone on the
+ * search_path: see us_spi_run)
+ * ---------------------------------------------------------------------
+ */
+static UsStatement us_insert_batch = {
+	"INSERT INTO user_service.batch_jobs (kind, concurrency, total, submitted_by)"
+	" VALUES ($1, $2, $3, $4) RETURNING id",
+	4, {TEXTOID, INT4OID, INT4OID, OIDOID}
+};
+
+static UsStatement us_insert_items = {
+	"INSERT INTO user_service.batch_items (batch_id, item, payload)"
+	" SELECT $1, e.o::int4, e.v FROM jsonb_array_elements($2) WITH ORDINALITY AS e(v, o)",
+	2, {INT8OID, JSONBOID}
+};
+
+static UsStatement us_select_status = {
+	"SELECT batch_id, kind, state, total, pending, running, succeeded, failed,"
+	" cancelled, concurrency, submitted_at, started_at, finished_at"
+	" FROM user_service.batches WHERE batch_id = $1",
+	1, {INT8OID}
+};
+
+static UsStatement us_batch_exists = {
+	"SELECT finished_at IS NOT NULL FROM user_service.batch_jobs WHERE id = $1",
+	1, {INT8OID}
+};
+
+static UsStatement us_select_results = {
+	"SELECT item, status, user_id, sqlstate, error FROM user_service.batch_items"
+	" WHERE batch_id = $1 ORDER BY item",
+	1, {INT8OID}
+};
+
+static UsStatement us_cancel = {
+	"WITH c AS ("
+	"  UPDATE user_service.batch_items"
+	"     SET status = 'cancelled', payload = payload - 'password'::text, finished_at = now()"
+	"   WHERE batch_id = $1 AND status = 'pending' RETURNING 1),"
+	" n AS (SELECT count(*)::int4 AS n FROM c)"
+	" UPDATE user_service.batch_jobs b"
+	"    SET cancelled = b.cancelled + n.n,"
+	"        cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END,"
+	"        finished_at = CASE WHEN b.succeeded + b.failed + b.cancelled + n.n >= b.total"
+	"                           THEN coalesce(b.finished_at, now()) ELSE b.finished_at END"
+	"   FROM n WHERE b.id = $1 RETURNING n.n",
+	1, {INT8OID}
+};
+
+static UsStatement us_open_batches = {
+	"SELECT id, kind, concurrency FROM user_service.batch_jobs"
+	" WHERE finished_at IS NULL AND cancelled_at IS NULL ORDER BY id LIMIT 64",
+	0
+};
+
+static UsStatement us_claim_items = {
+	"SELECT item, payload, attempts FROM user_service.batch_items"
+	" WHERE batch_id = $1 AND status = 'pending'"
+	"   AND (not_before IS NULL OR not_before <= clock_timestamp())"
+	" ORDER BY item LIMIT $2 FOR UPDATE SKIP LOCKED",
+	2, {INT8OID, INT4OID}
+};
+
+static UsStatement us_record_items = {
+	"UPDATE user_service.batch_items i"
+	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
+	"       sqlstate = r.sqlstate, error = r.error, not_before = r.not_before,"
+	"       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,"
+	"       payload = CASE WHEN r.status = 'pending' THEN i.payload"
+	"                      ELSE i.payload - 'password'::text END"
+	"  FROM unnest($2::int4[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::timestamptz[])"
+	"       AS r(item, status, user_id, sqlstate, error, not_before)"
+	" WHERE i.batch_id = $1 AND i.item = r.item",
+	7, {INT8OID, INT4ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID}
+};
+
+static UsStatement us_count_batch = {
+	"UPDATE user_service.batch_jobs"
+	"   SET succeeded = succeeded + $2, failed = failed + $3,"
+	"       started_at = coalesce(started_at, now()),"
+	"       finished_at = coalesce(finished_at,"
+	"           CASE WHEN succeeded + $2 + failed + $3 + cancelled >= total THEN now() END)"
+	" WHERE id = $1 RETURNING finished_at IS NOT NULL",
+	3, {INT8OID, INT4OID, INT4OID}
+};
+
+static UsStatement us_purge = {
+	"DELETE FROM user_service.batch_jobs WHERE finished_at < now() - $1::interval",
+	1, {TEXTOID}
+};
+
+/*
+ * us_spi_begin / us_spi_end
+ *		Connect to SPI as the owner of the extension's tables.
+ */
+static void
+us_spi_begin(UsSavedUser *saved)
+{
+	us_become_owner(us_catalog(), saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+us_spi_end(UsSavedUser *saved)
+{
+	SPI_finish();
+	us_restore_user(saved);
+}
+
+static Datum
+us_spi_value(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+static void
+us_batch_not_found(int64 batch_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("batch " INT64_FORMAT " not found", batch_id)));
+}
+
+/* ---------------------------------------------------------------------
+ * The SQL API
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * submit_batch(kind text, items jsonb, concurrency int DEFAULT NULL)
+ *		RETURNS bigint
+ *
+ * Validate the whole submission, then store the batch and its items in the
+ * caller's transaction; the workers are woken when it commits.
+ */
+Datum
+submit_batch(PG_FUNCTION_ARGS)
+{
+	UsKind		kind;
+	Jsonb	   *items;
+	int32		concurrency;
+	int			count;
+	UsSavedUser saved;
+	Datum		args[4];
+	bool		isnull;
+	int64		batch_id;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("kind must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("items must not be null")));
+	kind = us_kind_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	concurrency = PG_ARGISNULL(2) ? user_service_default_concurrency : PG_GETARG_INT32(2);
+	if (concurrency < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("concurrency must be at least 1")));
+
+	items = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items) || JB_ROOT_COUNT(items) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items must be a non-empty JSON array")));
+	count = JB_ROOT_COUNT(items);
+	for (int i = 0; i < count; i++)
+	{
+		JsonbValue *item = getIthJsonbValueFromContainer(&items->root, i);
+
+		us_check_item(kind, item, i + 1);
+		pfree(item);
+	}
+
+	args[0] = CStringGetTextDatum(us_kinds[kind].name);
+	args[1] = Int32GetDatum(concurrency);
+	args[2] = Int32GetDatum(count);
+	args[3] = ObjectIdGetDatum(GetUserId());
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_insert_batch, args, NULL, false, 0);
+	batch_id = DatumGetInt64(us_spi_value(0, 1, &isnull));
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = JsonbPGetDatum(items);
+	us_spi_run(&us_insert_items, args, NULL, false, 0);
+	us_spi_end(&saved);
+
+	us_wake_workers_at_commit();
+
+	if (!us_preloaded)
+		ereport(NOTICE,
+				(errmsg("user_service is not loaded through shared_preload_libraries: no background worker will process batch " INT64_FORMAT,
+						batch_id),
+				 errhint("Add user_service to shared_preload_libraries and restart the server, or run user_service.process_batches().")));
+	else if (user_service_workers == 0)
+		ereport(NOTICE,
+				(errmsg("user_service.workers is 0: no background worker will process batch " INT64_FORMAT,
+						batch_id),
+				 errhint("Raise user_service.workers and reload the configuration, or run user_service.process_batches().")));
+	else if (strcmp(get_database_name(MyDatabaseId), user_service_database) != 0)
+		ereport(NOTICE,
+				(errmsg("the user_service workers serve database \"%s\", not this one: none will process batch " INT64_FORMAT,
+						user_service_database, batch_id),
+				 errhint("Set user_service.database and reload the configuration, or run user_service.process_batches().")));
+
+	PG_RETURN_INT64(batch_id);
+}
+
+/*
+ * batch_status(batch_id bigint) RETURNS batch_info
+ *		One row of the view user_service.batches, which holds the one
+ *		definition of a batch's state and counts.
+ */
+Datum
+batch_status(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+	UsSavedUser saved;
+	Datum		args[1];
+	TupleDesc	desc;
+	Datum		values[13];
+	bool		nulls[13];
+	MemoryContext callcxt = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_id must not be null")));
+	batch_id = PG_GETARG_INT64(0);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE ||
+		desc->natts != lengthof(values))
+		elog(ERROR, "batch_status must return user_service.batch_info");
+	desc = BlessTupleDesc(desc);
+
+	args[0] = Int64GetDatum(batch_id);
+	us_spi_begin(&saved);
+	us_spi_run(&us_select_status, args, NULL, false, 1);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Datum		d = us_spi_value(0, i + 1, &nulls[i]);
+		MemoryContext old = MemoryContextSwitchTo(callcxt);
+
+		values[i] = nulls[i] ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+		MemoryContextSwitchTo(old);
+	}
+	us_spi_end(&saved);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * batch_results(batch_id bigint)
+ *		RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+ *
+ * Pending items that a worker is processing right now show as 'running'.
+ */
+Datum
+batch_results(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		batch_id;
+	UsSavedUser saved;
+	Datum		args[1];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_id must not be null")));
+	batch_id = PG_GETARG_INT64(0);
+	InitMaterializedSRF(fcinfo, 0);
+
+	args[0] = Int64GetDatum(batch_id);
+	us_spi_begin(&saved);
+	us_spi_run(&us_batch_exists, args, NULL, false, 1);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	us_spi_run(&us_select_results, args, NULL, false, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+
+		for (int c = 0; c < 5; c++)
+			values[c] = us_spi_value(r, c + 1, &nulls[c]);
+		if (strcmp(TextDatumGetCString(values[1]), "pending") == 0 &&
+			us_item_running(batch_id, DatumGetInt32(values[0])))
+			values[1] = CStringGetTextDatum("running");
+		/* the tuplestore copies the values */
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	us_spi_end(&saved);
+	return (Datum) 0;
+}
+
+/*
+ * cancel_batch(batch_id bigint) RETURNS bigint
+ *		Cancel the items that have not started.  Items being processed are
+ *		row-locked: the UPDATE waits for them to finish (they are then no
+ *		longer pending), so running items complete and are not counted.
+ */
+Datum
+cancel_batch(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+	UsSavedUser saved;
+	Datum		args[1];
+	bool		isnull;
+	int32		n;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_id must not be null")));
+	batch_id = PG_GETARG_INT64(0);
+
+	args[0] = Int64GetDatum(batch_id);
+	us_spi_begin(&saved);
+	us_spi_run(&us_cancel, args, NULL, false, 0);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	n = DatumGetInt32(us_spi_value(0, 1, &isnull));
+	us_spi_end(&saved);
+
+	us_wake_waiters_at_commit();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * us_batch_finished
+ *		Is the batch finished, as committed now (a fresh snapshot, so this
+ *		works in any isolation level)?  P0002 when there is no such batch.
+ */
+static bool
+us_batch_finished(int64 batch_id)
+{
+	UsSavedUser saved;
+	Datum		args[1] = {Int64GetDatum(batch_id)};
+	bool		isnull;
+	bool		finished;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	PushActiveSnapshot(snap);
+	us_spi_begin(&saved);
+	us_spi_run(&us_batch_exists, args, NULL, true, 1);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	finished = DatumGetBool(us_spi_value(0, 1, &isnull));
+	us_spi_end(&saved);
+	PopActiveSnapshot();
+	UnregisterSnapshot(snap);
+	return finished;
+}
+
+/*
+ * wait_batch(batch_id bigint, timeout interval DEFAULT '1 minute')
+ *		RETURNS boolean
+ *
+ * Sleeps on a condition variable that is broadcast whenever a batch
+ * finishes (or, without shared_preload_libraries, on the latch with a 1 s
+ * timeout), so it neither spins nor misses the end; cancel requests
+ * interrupt it.
+ */
+Datum
+wait_batch(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+	Interval   *timeout;
+	int64		usecs;
+	TimestampTz deadline;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_id must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("timeout must not be null")));
+	batch_id = PG_GETARG_INT64(0);
+	timeout = PG_GETARG_INTERVAL_P(1);
+
+	/* months and days as 30 and 24 hours, like EXTRACT(epoch ...) does */
+	usecs = timeout->time +
+		((int64) timeout->month * DAYS_PER_MONTH + timeout->day) * USECS_PER_DAY;
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	deadline = GetCurrentTimestamp() + Min(usecs, (int64) 100 * 365 * USECS_PER_DAY);
+
+	for (;;)
+	{
+		long		remaining_ms;
+
+		if (us_batch_finished(batch_id))
+		{
+			us_wait_for_batches_done();
+			PG_RETURN_BOOL(true);
+		}
+		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining_ms <= 0)
+		{
+			us_wait_for_batches_done();
+			PG_RETURN_BOOL(false);
+		}
+		us_wait_for_batches(Min(remaining_ms, 1000));
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * process_batches(max_items int DEFAULT 1000) RETURNS bigint
+ *		Process up to max_items pending items in this session, inside the
+ *		caller's transaction, under the same concurrency slots as the workers.
+ *		For servers without the workers (no shared_preload_libraries, or a
+ *		schedule driving the work, e.g. pg_cron).  Returns how many items it
+ *		processed.
+ */
+Datum
+process_batches(PG_FUNCTION_ARGS)
+{
+	int32		max_items;
+	int64		done = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_items must not be null")));
+	max_items = PG_GETARG_INT32(0);
+	if (max_items < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_items must be at least 1")));
+
+	while (done < max_items)
+	{
+		bool		finished = false;
+		bool		blocked = false;
+		int			n = us_process_group(NULL, max_items - done, &finished, &blocked);
+
+		if (finished)
+			us_wake_waiters_at_commit();
+		if (n == 0)
+			break;
+		done += n;
+	}
+	PG_RETURN_INT64(done);
+}
+
+/* ---------------------------------------------------------------------
+ * Claiming and processing
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * us_slot_tag
+ *		The advisory lock of concurrency slot k of a batch.  Batch ids share
+ *		slots modulo 2^32, which only matters past four billion batches.
+ */
+static void
+us_slot_tag(LOCKTAG *tag, int64 batch_id, uint32 k)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) batch_id, k, US_SLOT_LOCK_CLASS);
+}
+
+/*
+ * us_acquire_slots
+ *		Take up to want free concurrency slots of a batch without waiting;
+ *		returns how many, their numbers in slots[].
+ */
+static int
+us_acquire_slots(int64 batch_id, int32 concurrency, int want, uint32 *slots)
+{
+	int			got = 0;
+
+	for (uint32 k = 0; k < (uint32) concurrency && got < want; k++)
+	{
+		LOCKTAG		tag;
+
+		us_slot_tag(&tag, batch_id, k);
+		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+			slots[got++] = k;
+	}
+	return got;
+}
+
+static void
+us_release_slots(int64 batch_id, const uint32 *slots, int from, int to)
+{
+	for (int i = from; i < to; i++)
+	{
+		LOCKTAG		tag;
+
+		us_slot_tag(&tag, batch_id, slots[i]);
+		LockRelease(&tag, ExclusiveLock, false);
+	}
+}
+
+/* The outcome of one item. */
+typedef struct UsItemResult
+{
+	int32		item;
+	const char *status;			/* succeeded, failed, or pending (retry) */
+	int64		user_id;
+	bool		has_user_id;
+	char	   *sqlstate;
+	char	   *error;
+	TimestampTz not_before;		/* retry time, when pending */
+} UsItemResult;
+
+/*
+ * us_item_text
+ *		A string value of an item, as text; NULL when absent or JSON null.
+ */
+static text *
+us_item_text(Jsonb *payload, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&payload->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must be a string", key)));
+	return cstring_to_text_with_len(v->val.string.val, v->val.string.len);
+}
+
+static text *
+us_item_required_text(Jsonb *payload, const char *key)
+{
+	text	   *t = us_item_text(payload, key);
+
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", key)));
+	return t;
+}
+
+static int64
+us_item_id(Jsonb *payload)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&payload->root, "id", 2, NULL);
+	int64		id;
+
+	if (v == NULL || v->type != jbvNumeric || !us_numeric_to_id(v->val.numeric, &id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"id\" must be an integer within bigint")));
+	return id;
+}
+
+/*
+ * us_apply_item
+ *		Carry out one item; returns the id of the user it concerned.
+ */
+static int64
+us_apply_item(UsKind kind, Jsonb *payload)
+{
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+	int64		id;
+
+	switch (kind)
+	{
+		case US_KIND_CREATE_USER:
+			us_user_create(us_item_required_text(payload, "name"),
+						   us_item_required_text(payload, "email"),
+						   us_item_required_text(payload, "password"),
+						   values, nulls);
+			return DatumGetInt64(values[Anum_users_id - 1]);
+		case US_KIND_UPDATE_USER:
+			id = us_item_id(payload);
+			us_user_update(id, us_item_text(payload, "name"),
+						   us_item_text(payload, "email"), values, nulls);
+			return id;
+		case US_KIND_DELETE_USER:
+			id = us_item_id(payload);
+			us_user_delete(id);
+			return id;
+		case US_KIND_SET_PASSWORD:
+			id = us_item_id(payload);
+			us_user_set_password(id, us_item_required_text(payload, "password"));
+			return id;
+	}
+	pg_unreachable();
+}
+
+/*
+ * us_transient
+ *		Errors worth another attempt: the same item may well succeed later.
+ */
+static bool
+us_transient(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED;
+}
+
+/*
+ * us_process_item
+ *		Run one item in a subtransaction and note its outcome: an error rolls
+ *		back the item's effects alone, and the rest of the group goes on.
+ */
+static void
+us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		r->user_id = us_apply_item(kind, payload);
+		r->has_user_id = true;
+		r->status = "succeeded";
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+
+		r->has_user_id = false;
+		r->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		r->error = pstrdup(edata->message);
+		if (us_transient(edata->sqlerrcode) && attempts + 1 < user_service_max_attempts)
+		{
+			/* back off 100 ms, 200 ms, 400 ms, ... at most 10 s */
+			int64		delay_ms = Min((int64) 100 << Min(attempts, 7), 10000);
+
+			r->status = "pending";
+			r->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+		}
+		else
+			r->status = "failed";
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * us_record_results
+ *		Write the group's outcomes to its items, and its counts to the batch
+ *		row; the row lock on the batch orders the "last item?" decision among
+ *		concurrent groups.  Returns whether the batch is now finished.
+ */
+static bool
+us_record_results(int64 batch_id, UsItemResult *res, int n)
+{
+	Datum	   *items = palloc(sizeof(Datum) * n);
+	Datum	   *status = palloc(sizeof(Datum) * n);
+	Datum	   *user_ids = palloc(sizeof(Datum) * n);
+	Datum	   *sqlstates = palloc(sizeof(Datum) * n);
+	Datum	   *errors = palloc(sizeof(Datum) * n);
+	Datum	   *not_before = palloc(sizeof(Datum) * n);
+	bool	   *user_nulls = palloc(sizeof(bool) * n);
+	bool	   *err_nulls = palloc(sizeof(bool) * n);
+	bool	   *nb_nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int32		succeeded = 0;
+	int32		failed = 0;
+	Datum		args[7];
+	bool		isnull;
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		pending = strcmp(res[i].status, "pending") == 0;
+
+		items[i] = Int32GetDatum(res[i].item);
+		status[i] = CStringGetTextDatum(res[i].status);
+		user_ids[i] = Int64GetDatum(res[i].user_id);
+		user_nulls[i] = !res[i].has_user_id;
+		sqlstates[i] = res[i].sqlstate ? CStringGetTextDatum(res[i].sqlstate) : (Datum) 0;
+		errors[i] = res[i].error ? CStringGetTextDatum(res[i].error) : (Datum) 0;
+		err_nulls[i] = res[i].error == NULL;
+		not_before[i] = TimestampTzGetDatum(res[i].not_before);
+		nb_nulls[i] = !pending;
+		if (strcmp(res[i].status, "succeeded") == 0)
+			succeeded++;
+		else if (!pending)
+			failed++;
+	}
+
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = PointerGetDatum(construct_array(items, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(status, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_md_array(user_ids, user_nulls, 1, dims, lbs,
+												 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_md_array(sqlstates, err_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[5] = PointerGetDatum(construct_md_array(errors, err_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[6] = PointerGetDatum(construct_md_array(not_before, nb_nulls, 1, dims, lbs,
+												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
+	us_spi_run(&us_record_items, args, NULL, false, 0);
+
+	args[1] = Int32GetDatum(succeeded);
+	args[2] = Int32GetDatum(failed);
+	us_spi_run(&us_count_batch, args, NULL, false, 0);
+	return SPI_processed > 0 && DatumGetBool(us_spi_value(0, 1, &isnull));
+}
+
+/*
+ * us_process_group
+ *		One unit of work, in the current transaction: take the oldest open
+ *		batch that has a free concurrency slot and a pending item, claim up to
+ *		max_items of its items (one for kinds that hash, since each hash
+ *		keeps a slot busy), process them, record the results.  Returns how
+ *		many items it processed (0: nothing to do).  *batch_finished says the
+ *		group finished its batch; *capacity_blocked that some batch had work
+ *		but no free slot.  slot is the calling worker's shared-memory slot
+ *		(NULL for process_batches), where the group is published while it runs.
+ */
+int
+us_process_group(UsWorkerSlot *slot, int max_items,
+				 bool *batch_finished, bool *capacity_blocked)
+{
+	UsSavedUser saved;
+	SPITupleTable *batches;
+	uint64		nbatches;
+	int			processed = 0;
+
+	*batch_finished = false;
+	*capacity_blocked = false;
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_open_batches, NULL, NULL, false, 0);
+	batches = SPI_tuptable;
+	nbatches = SPI_processed;
+
+	for (uint64 b = 0; b < nbatches && processed == 0; b++)
+	{
+		bool		isnull;
+		int64		batch_id = DatumGetInt64(SPI_getbinval(batches->vals[b], batches->tupdesc, 1, &isnull));
+		UsKind		kind = us_kind_by_name(TextDatumGetCString(SPI_getbinval(batches->vals[b], batches->tupdesc, 2, &isnull)));
+		int32		concurrency = DatumGetInt32(SPI_getbinval(batches->vals[b], batches->tupdesc, 3, &isnull));
+		int			want = us_kinds[kind].hashes ? 1 : Min(max_items, US_GROUP_MAX);
+		uint32		slots[US_GROUP_MAX];
+		int			nslots;
+		Datum		args[2];
+		UsItemResult *res;
+		int32	   *itemnos;
+		SPITupleTable *claimed;
+		int			n;
+
+		want = Min(want, concurrency);
+		nslots = us_acquire_slots(batch_id, concurrency, want, slots);
+		if (nslots == 0)
+		{
+			*capacity_blocked = true;
+			continue;
+		}
+
+		args[0] = Int64GetDatum(batch_id);
+		args[1] = Int32GetDatum(nslots);
+		us_spi_run(&us_claim_items, args, NULL, false, 0);
+		claimed = SPI_tuptable;
+		n = (int) SPI_processed;
+		/* slots beyond what was claimed go back at once */
+		us_release_slots(batch_id, slots, n, nslots);
+		if (n == 0)
+			continue;
+
+		res = palloc0(sizeof(UsItemResult) * n);
+		itemnos = palloc(sizeof(int32) * n);
+		for (int i = 0; i < n; i++)
+			itemnos[i] = DatumGetInt32(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 1, &isnull));
+
+		if (slot != NULL)
+		{
+			char		activity[128];
+
+			us_slot_publish(slot, batch_id, itemnos, n);
+			if (n == 1)
+				snprintf(activity, sizeof(activity), "batch " INT64_FORMAT ": item %d (%s)",
+						 batch_id, itemnos[0], us_kinds[kind].name);
+			else
+				snprintf(activity, sizeof(activity), "batch " INT64_FORMAT ": items %d to %d (%s)",
+						 batch_id, itemnos[0], itemnos[n - 1], us_kinds[kind].name);
+			pgstat_report_activity(STATE_RUNNING, activity);
+		}
+
+		for (int i = 0; i < n; i++)
+		{
+			Jsonb	   *payload = DatumGetJsonbP(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 2, &isnull));
+			int32		attempts = DatumGetInt32(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 3, &isnull));
+
+			CHECK_FOR_INTERRUPTS();
+			res[i].item = itemnos[i];
+			us_process_item(kind, payload, attempts, &res[i]);
+		}
+
+		*batch_finished = us_record_results(batch_id, res, n);
+		us_release_slots(batch_id, slots, 0, n);
+		processed = n;
+	}
+
+	us_spi_end(&saved);
+	return processed;
+}
+
+/*
+ * us_batch_tables_exist
+ *		Is the extension, at a version with the batch engine, installed in
+ *		this database?  For the workers, which wait quietly until it is.
+ */
+bool
+us_batch_tables_exist(void)
+{
+	Oid			nsp;
+
+	if (!OidIsValid(get_extension_oid("user_service", true)))
+		return false;
+	nsp = get_namespace_oid("user_service", true);
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("batch_jobs", nsp));
+}
+
+/*
+ * us_purge_batches
+ *		Delete the batches finished longer than user_service.batch_retention
+ *		ago (their items go with them).  Returns how many.
+ */
+int64
+us_purge_batches(void)
+{
+	UsSavedUser saved;
+	Datum		args[1] = {CStringGetTextDatum(user_service_batch_retention)};
+	int64		n;
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_purge, args, NULL, false, 0);
+	n = (int64) SPI_processed;
+	us_compact_user_count();
+	us_spi_end(&saved);
+	return n;
+}
