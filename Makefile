@@ -22,14 +22,14 @@ SHLIB_LINK += -largon2
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # pg_regress: sql/*.sql against expected/*.out, one file per feature.
-REGRESS = users validation list passwords privileges
+REGRESS = users validation list passwords privileges batches
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/temp.conf
 
 # pg_isolation_regress: test/isolation/specs/*.spec against
 # test/isolation/expected/*.out (the later --inputdir wins).
-ISOLATION = duplicate_email concurrent_update
+ISOLATION = duplicate_email concurrent_update batch_claims
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso \
-	--temp-config=test/temp.conf
+	--temp-config=test/isolation/temp.conf
 
 # prove with PostgreSQL::Test::Cluster.
 TAP_TESTS = 1

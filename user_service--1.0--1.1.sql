@@ -155,7 +155,9 @@ SELECT b.id AS batch_id,
        b.started_at,
        b.finished_at
   FROM user_service.batch_jobs b
-  LEFT JOIN user_service.running_items() r ON r.batch_id = b.id
+  -- a finished batch has nothing running, even in the instant between a
+  -- worker's commit and its clearing of its shared-memory slot
+  LEFT JOIN user_service.running_items() r ON r.batch_id = b.id AND b.finished_at IS NULL
  ORDER BY b.id DESC;
 COMMENT ON VIEW user_service.batches IS
     'every batch with its counts and percent done, newest first (try \watch)';

@@ -27,13 +27,24 @@ SELECT p.oid::regprocedure AS executable_by_public
    AND has_function_privilege('regress_us_nobody', p.oid, 'EXECUTE');
 SELECT c.relname, has_table_privilege('regress_us_nobody', c.oid, 'SELECT,INSERT,UPDATE,DELETE') AS any_right
   FROM pg_class c
- WHERE c.relnamespace = 'user_service'::regnamespace AND c.relkind IN ('r', 'S')
+ WHERE c.relnamespace = 'user_service'::regnamespace AND c.relkind IN ('r', 'S', 'v')
  ORDER BY c.relname;
 SELECT has_schema_privilege('regress_us_nobody', 'user_service', 'USAGE') AS schema_usage;
 
 -- the README's grants for an application role
 GRANT USAGE ON SCHEMA user_service TO regress_us_app;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO regress_us_app;
+-- and for a monitoring role: the views
+GRANT USAGE ON SCHEMA user_service TO regress_us_nobody;
+GRANT SELECT ON user_service.batches, user_service.workers TO regress_us_nobody;
+GRANT EXECUTE ON FUNCTION user_service.running_items(), user_service.worker_info() TO regress_us_nobody;
+SET ROLE regress_us_nobody;
+SELECT count(*) >= 0 AS can_watch FROM user_service.batches;
+SELECT count(*) >= 0 AS can_watch FROM user_service.workers;
+RESET ROLE;
+REVOKE SELECT ON user_service.batches, user_service.workers FROM regress_us_nobody;
+REVOKE EXECUTE ON FUNCTION user_service.running_items(), user_service.worker_info() FROM regress_us_nobody;
+REVOKE USAGE ON SCHEMA user_service FROM regress_us_nobody;
 
 -- a role without them can do nothing
 SET ROLE regress_us_nobody;
@@ -60,6 +71,14 @@ SELECT user_service.set_password(1, 'new app password');
 SELECT user_service.verify_password('app@example.com', 'new app password');
 SELECT id FROM user_service.create_user('Gone', 'gone@example.com', 'gone password');
 SELECT user_service.delete_user(2);
+-- ... the batch API too (the items run as the workers, whoever submits) ...
+BEGIN;
+SELECT user_service.submit_batch('delete_user', '[{"id": 424242}]') AS app_batch \gset
+SELECT kind, total FROM user_service.batch_status(:app_batch);
+SELECT item, status FROM user_service.batch_results(:app_batch);
+SELECT user_service.cancel_batch(:app_batch);
+COMMIT;
+SELECT user_service.wait_batch(:app_batch, '1 second');
 -- ... but cannot read or change hashes, or anything else, directly
 SELECT s, pg_temp.try(s) FROM (VALUES
     ('SELECT password_hash FROM user_service.users'),
@@ -70,6 +89,10 @@ SELECT s, pg_temp.try(s) FROM (VALUES
     ('TRUNCATE user_service.users'),
     ('SELECT * FROM user_service.user_count_deltas'),
     ('INSERT INTO user_service.user_count_deltas VALUES (1000)'),
+    ('SELECT payload FROM user_service.batch_items'),
+    ('UPDATE user_service.batch_jobs SET total = 1'),
+    ('SELECT * FROM user_service.batches'),
+    ('SELECT * FROM user_service.workers'),
     ('SELECT user_service.count_users_trigger()'),
     ('SET user_service.argon2_memory_kib = 8'),
     ($$CREATE TRIGGER t AFTER INSERT ON user_service.users

@@ -391,6 +391,21 @@ us_start_worker(int i, BackgroundWorkerHandle **handle)
 }
 
 /*
+ * us_launcher_sigusr1
+ *		The postmaster sends SIGUSR1 when a worker of ours starts or stops
+ *		(bgw_notify_pid).  The launcher has no database connection, so the
+ *		default handler would not set its latch: do it here.
+ */
+static void
+us_launcher_sigusr1(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
  * user_service_launcher_main
  *		Keep user_service.workers workers running.  The postmaster signals
  *		the launcher whenever one of its workers starts or stops, and a
@@ -407,6 +422,7 @@ user_service_launcher_main(Datum arg)
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
+	pqsignal(SIGUSR1, us_launcher_sigusr1);
 	BackgroundWorkerUnblockSignals();
 
 	ereport(LOG, (errmsg("user_service launcher started")));
