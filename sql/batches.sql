@@ -1,33 +1,8 @@
 -- The batch engine: submission validation, processing by the workers,
 -- per-item results and errors, cancel, wait, views, retention, and
 -- process_batches when no worker runs.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS user_service CASCADE;
-CREATE EXTENSION user_service;
-RESET client_min_messages;
-
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
-
--- Polls a condition every 100 ms, for at most 60 s.
-CREATE FUNCTION pg_temp.wait_for(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-BEGIN
-    FOR i IN 1..600 LOOP
-        EXECUTE cond INTO ok;
-        IF ok THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_sleep(0.1);
-    END LOOP;
-    RETURN false;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/setup.inc
 
 SELECT pg_temp.wait_for('SELECT count(*) = 2 FROM user_service.workers') AS two_workers;
 

@@ -1,19 +1,9 @@
 -- list_users: one row, the exact total and one page ordered by id, from one
 -- snapshot; the total stays exact under DML that bypasses the API.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS user_service CASCADE;
-CREATE EXTENSION user_service;
-RESET client_min_messages;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/setup.inc
 SET user_service.argon2_memory_kib = 64;
 SET user_service.argon2_iterations = 1;
-
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
 -- Page summary: total, page size, first and last id, ids strictly ascending.
 CREATE FUNCTION pg_temp.page(p int, pp int)

@@ -1,18 +1,8 @@
 -- argon2id hashing: PHC strings, parameters from the GUCs, verification
 -- from the stored parameters, hashes from another implementation, rehash on
 -- login.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS user_service CASCADE;
-CREATE EXTENSION user_service;
-RESET client_min_messages;
-
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/setup.inc
 
 CREATE FUNCTION pg_temp.params(uid bigint) RETURNS text LANGUAGE sql AS $$
     SELECT substring(password_hash from '^\$[a-z0-9]+\$v=[0-9]+\$[^$]+')

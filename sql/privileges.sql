@@ -1,21 +1,13 @@
 -- Privileges: nothing for PUBLIC; an application role with the README's
 -- grants uses the whole API without any right on the tables; the caller's
 -- search_path and objects in public or pg_temp cannot subvert the API.
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/setup.inc
 SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS user_service CASCADE;
-CREATE EXTENSION user_service;
 DROP ROLE IF EXISTS regress_us_app;
 DROP ROLE IF EXISTS regress_us_nobody;
 RESET client_min_messages;
 SET user_service.argon2_memory_kib = 256;
-
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
 CREATE ROLE regress_us_app;
 CREATE ROLE regress_us_nobody;

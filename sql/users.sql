@@ -1,17 +1,6 @@
 -- The user API's happy paths and its not-found and duplicate errors.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS user_service CASCADE;
-CREATE EXTENSION user_service;
-RESET client_min_messages;
-
--- Runs a statement; returns 'ok' or "SQLSTATE: message".
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/setup.inc
 
 -- create_user trims name and email, keeps the email's case, returns user_info
 SELECT id, name, email, created_at = updated_at AS fresh

@@ -1,18 +1,8 @@
 -- Every input rule: a violation raises the documented SQLSTATE and changes
 -- nothing.  No message shows a password.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS user_service CASCADE;
-CREATE EXTENSION user_service;
-RESET client_min_messages;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/setup.inc
 SET user_service.argon2_memory_kib = 1024;
-
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
 SELECT id FROM user_service.create_user('Alice', 'alice@example.com', 'correct horse');
 

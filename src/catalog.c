@@ -21,6 +21,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -117,6 +118,20 @@ us_catalog(void)
 	us_cat = cat;
 	us_cat_valid = true;
 	return &us_cat;
+}
+
+/*
+ * us_arg_not_null
+ *		22004 when argument argno of an API function is NULL (the functions
+ *		are not STRICT: a NULL is an error, not a NULL result).
+ */
+void
+us_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
 }
 
 /*

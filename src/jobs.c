@@ -357,14 +357,8 @@ submit_batch(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		batch_id;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("kind must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("items must not be null")));
+	us_arg_not_null(fcinfo, 0, "kind");
+	us_arg_not_null(fcinfo, 1, "items");
 	kind = us_kind_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	concurrency = PG_ARGISNULL(2) ? user_service_default_concurrency : PG_GETARG_INT32(2);
 	if (concurrency < 1)
@@ -436,10 +430,7 @@ batch_status(PG_FUNCTION_ARGS)
 	bool		nulls[13];
 	MemoryContext callcxt = CurrentMemoryContext;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("batch_id must not be null")));
+	us_arg_not_null(fcinfo, 0, "batch_id");
 	batch_id = PG_GETARG_INT64(0);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE ||
 		desc->natts != lengthof(values))
@@ -479,10 +470,7 @@ batch_results(PG_FUNCTION_ARGS)
 	UsSavedUser saved;
 	Datum		args[1];
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("batch_id must not be null")));
+	us_arg_not_null(fcinfo, 0, "batch_id");
 	batch_id = PG_GETARG_INT64(0);
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -524,10 +512,7 @@ cancel_batch(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int32		n;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("batch_id must not be null")));
+	us_arg_not_null(fcinfo, 0, "batch_id");
 	batch_id = PG_GETARG_INT64(0);
 
 	args[0] = Int64GetDatum(batch_id);
@@ -585,14 +570,8 @@ wait_batch(PG_FUNCTION_ARGS)
 	int64		usecs;
 	TimestampTz deadline;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("batch_id must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be null")));
+	us_arg_not_null(fcinfo, 0, "batch_id");
+	us_arg_not_null(fcinfo, 1, "timeout");
 	batch_id = PG_GETARG_INT64(0);
 	timeout = PG_GETARG_INTERVAL_P(1);
 
@@ -639,10 +618,7 @@ process_batches(PG_FUNCTION_ARGS)
 	int32		max_items;
 	int64		done = 0;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_items must not be null")));
+	us_arg_not_null(fcinfo, 0, "max_items");
 	max_items = PG_GETARG_INT32(0);
 	if (max_items < 1)
 		ereport(ERROR,

@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "fmgr.h"
 
 /* GUCs (user_service.c) */
 extern int	user_service_argon2_memory_kib;
@@ -68,6 +69,7 @@ typedef struct UsCatalog
 
 /* catalog.c */
 extern const UsCatalog *us_catalog(void);
+extern void us_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 
 typedef struct UsSavedUser
 {

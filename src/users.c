@@ -95,19 +95,6 @@ static UsStatement us_rehash = {
  * ---------------------------------------------------------------------
  */
 
-/*
- * us_arg_not_null
- *		22004 when argument argno is NULL.
- */
-static void
-us_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", argname)));
-}
-
 static inline bool
 us_is_space(char c)
 {
