@@ -41,6 +41,8 @@ listen_addresses = ''
 port = $port
 unix_socket_directories = '$dir'
 shared_preload_libraries = 'user_service'
+user_service.database = 'postgres'
+user_service.workers = 2
 CONF
 as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 
