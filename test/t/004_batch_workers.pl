@@ -40,6 +40,17 @@ is($node->safe_psql('postgres', "SELECT user_service.wait_batch($batch, '30 s')"
 	't', 'the first batch after CREATE EXTENSION is processed');
 is($node->safe_psql('postgres', "SELECT count(*) FROM user_service.users"), '1', 'its user exists');
 
+# wait_batch sees the end of a batch from inside a repeatable-read transaction.
+my $rr = $node->background_psql('postgres');
+$rr->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM user_service.users;');
+$batch = $node->safe_psql('postgres', q{
+	SELECT user_service.submit_batch('create_user',
+		'[{"name": "Third", "email": "third@example.com", "password": "third password"}]')});
+is($rr->query_safe("SELECT user_service.wait_batch($batch, '30 s')"),
+	't', 'wait_batch works in a repeatable-read transaction');
+$rr->query_safe('COMMIT');
+$rr->quit;
+
 # A submission wakes the workers at once (no polling): time to start.
 my $latency = $node->safe_psql('postgres', q{
 	SELECT user_service.submit_batch('delete_user', '[{"id": 424242}]') AS b \gset
@@ -59,7 +70,7 @@ ok(workers_become($node, 1), 'one worker after another reload');
 # 3. Transient errors are retried with backoff, then recorded as failed.
 $node->append_conf('postgresql.conf', "lock_timeout = '100ms'\nuser_service.max_attempts = 3");
 $node->reload;
-my $id = $node->safe_psql('postgres', q{SELECT id FROM user_service.users});
+my $id = $node->safe_psql('postgres', q{SELECT min(id) FROM user_service.users});
 my $locker = $node->background_psql('postgres');
 $locker->query_safe("BEGIN; SELECT id FROM user_service.users WHERE id = $id FOR UPDATE;");
 $batch = $node->safe_psql('postgres', qq{
