@@ -628,8 +628,8 @@ process_batches(PG_FUNCTION_ARGS)
 	while (done < max_items)
 	{
 		bool		finished = false;
-		bool		blocked = false;
-		int			n = us_process_group(NULL, max_items - done, &finished, &blocked);
+		bool		deferred = false;
+		int			n = us_process_group(NULL, max_items - done, &finished, &deferred);
 
 		if (finished)
 			us_wake_waiters_at_commit();
@@ -915,13 +915,15 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
  *		max_items of its items (one for kinds that hash, since each hash
  *		keeps a slot busy), process them, record the results.  Returns how
  *		many items it processed (0: nothing to do).  *batch_finished says the
- *		group finished its batch; *capacity_blocked that some batch had work
- *		but no free slot.  slot is the calling worker's shared-memory slot
- *		(NULL for process_batches), where the group is published while it runs.
+ *		group finished its batch; *work_deferred that some open batch had
+ *		pending items it could not take now (no free slot, items held by
+ *		others, or waiting for a retry), so the caller should look again soon.
+ *		slot is the calling worker's shared-memory slot (NULL for
+ *		process_batches), where the group is published while it runs.
  */
 int
 us_process_group(UsWorkerSlot *slot, int max_items,
-				 bool *batch_finished, bool *capacity_blocked)
+				 bool *batch_finished, bool *work_deferred)
 {
 	UsSavedUser saved;
 	SPITupleTable *batches;
@@ -929,7 +931,7 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 	int			processed = 0;
 
 	*batch_finished = false;
-	*capacity_blocked = false;
+	*work_deferred = false;
 
 	us_spi_begin(&saved);
 	us_spi_run(&us_open_batches, NULL, NULL, false, 0);
@@ -955,7 +957,7 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		nslots = us_acquire_slots(batch_id, concurrency, want, slots);
 		if (nslots == 0)
 		{
-			*capacity_blocked = true;
+			*work_deferred = true;
 			continue;
 		}
 
@@ -967,7 +969,10 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		/* slots beyond what was claimed go back at once */
 		us_release_slots(batch_id, slots, n, nslots);
 		if (n == 0)
+		{
+			*work_deferred = true;
 			continue;
+		}
 
 		res = palloc0(sizeof(UsItemResult) * n);
 		itemnos = palloc(sizeof(int32) * n);

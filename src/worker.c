@@ -57,8 +57,9 @@ PGDLLEXPORT void user_service_worker_main(Datum arg);
 
 /* How long an idle worker sleeps when nothing wakes it. */
 #define US_IDLE_MS				10000
-/* ... when a batch had work but every concurrency slot was taken. */
-#define US_BLOCKED_MS			1000
+/* ... when an open batch had items it could not take yet (slots taken,
+ * items held by others, retries due later). */
+#define US_DEFERRED_MS			250
 /* ... on a hot standby, waiting for promotion. */
 #define US_STANDBY_MS			5000
 /* Housekeeping (retention, user count folding) at most this often. */
@@ -522,12 +523,12 @@ us_slot_detach(int code, Datum arg)
  *		it is due, housekeeping.  Returns how many items it processed.
  */
 static int
-us_worker_transaction(bool housekeeping, bool *finished, bool *blocked)
+us_worker_transaction(bool housekeeping, bool *finished, bool *deferred)
 {
 	int			n = 0;
 
 	*finished = false;
-	*blocked = false;
+	*deferred = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -535,7 +536,7 @@ us_worker_transaction(bool housekeeping, bool *finished, bool *blocked)
 
 	if (us_batch_tables_exist())
 	{
-		n = us_process_group(us_my_slot, US_GROUP_MAX, finished, blocked);
+		n = us_process_group(us_my_slot, US_GROUP_MAX, finished, deferred);
 		if (n == 0 && housekeeping)
 		{
 			int64		purged;
@@ -588,7 +589,7 @@ user_service_worker_main(Datum arg)
 	for (;;)
 	{
 		bool		finished;
-		bool		blocked;
+		bool		deferred;
 		bool		housekeeping;
 		long		sleep_ms;
 		TimestampTz now;
@@ -615,14 +616,14 @@ user_service_worker_main(Datum arg)
 		{
 			now = GetCurrentTimestamp();
 			housekeeping = TimestampDifferenceExceeds(last_housekeeping, now, US_HOUSEKEEPING_MS);
-			n = us_worker_transaction(housekeeping, &finished, &blocked);
+			n = us_worker_transaction(housekeeping, &finished, &deferred);
 			if (finished)
 				ConditionVariableBroadcast(&us_shared->batch_done);
 			if (n > 0)
 				continue;		/* drain while there is work */
 			if (housekeeping)
 				last_housekeeping = now;
-			sleep_ms = blocked ? US_BLOCKED_MS : US_IDLE_MS;
+			sleep_ms = deferred ? US_DEFERRED_MS : US_IDLE_MS;
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
