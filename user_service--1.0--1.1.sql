@@ -1,6 +1,15 @@
-/* user_service--1.0--1.1.sql: the batch engine */
+/* user_service--1.0--1.1.sql: keyset pages and the batch engine */
 
 \echo Use "ALTER EXTENSION user_service UPDATE TO '1.1'" to load this file. \quit
+
+CREATE FUNCTION user_service.list_users_after(after_id bigint DEFAULT 0, per_page int DEFAULT 20,
+                                              OUT total bigint, OUT users user_service.user_info[])
+RETURNS record
+AS 'MODULE_PATHNAME', 'list_users_after'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION user_service.list_users_after(bigint, int) IS
+    'the per_page users with id > after_id (keyset pagination) and the exact total, from one snapshot';
+REVOKE EXECUTE ON FUNCTION user_service.list_users_after(bigint, int) FROM PUBLIC;
 
 -- One row per submitted batch.  The counters are kept by whoever finishes
 -- items (a worker, process_batches, cancel_batch) in the same transaction as

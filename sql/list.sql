@@ -88,3 +88,30 @@ SELECT total, users FROM user_service.list_users();
 SELECT name FROM user_service.create_user('After', 'after@example.com', 'password');
 SELECT (SELECT total FROM user_service.list_users()) AS total,
        (SELECT count(*) FROM user_service.users) AS counted;
+
+-- list_users_after: keyset pages, the same total, the same validation
+SELECT count(*) FROM (SELECT user_service.create_user('K' || i, 'k' || i || '@example.com', 'password')
+                        FROM generate_series(1, 7) i) s;
+SELECT min(id) AS k1 FROM user_service.users WHERE name LIKE 'K%' \gset
+SELECT total, cardinality(users), users[1].name AS first, users[cardinality(users)].name AS last
+  FROM user_service.list_users_after(per_page => 3);
+SELECT total, cardinality(users), users[1].name AS first, users[cardinality(users)].name AS last
+  FROM user_service.list_users_after(:k1 + 2, 3);
+SELECT total, cardinality(users), users[1].name AS first
+  FROM user_service.list_users_after(:k1 + 5);
+SELECT total, users FROM user_service.list_users_after(9223372036854775807);
+SELECT total, cardinality(users) FROM user_service.list_users_after(-9223372036854775808);
+SELECT s, pg_temp.try(s) FROM (VALUES
+    ('SELECT user_service.list_users_after(NULL)'),
+    ('SELECT user_service.list_users_after(0, NULL)'),
+    ('SELECT user_service.list_users_after(0, 0)'),
+    ('SELECT user_service.list_users_after(0, 101)')
+) AS t(s);
+-- walking all pages with keyset visits every user once, in order
+WITH RECURSIVE walk(after_id, seen) AS (
+    SELECT 0::bigint, 0::bigint
+    UNION ALL
+    SELECT (l.users[cardinality(l.users)]).id, w.seen + cardinality(l.users)
+      FROM walk w, user_service.list_users_after(w.after_id, 2) l
+     WHERE cardinality(l.users) > 0)
+SELECT max(seen) AS walked, (SELECT count(*) FROM user_service.users) AS counted FROM walk;

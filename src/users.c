@@ -2,8 +2,9 @@
  *
  * users.c
  *		The SQL-callable user API: create_user, get_user, update_user,
- *		delete_user, list_users, verify_password, set_password, and the
- *		statement trigger that keeps the exact user count.
+ *		delete_user, list_users, list_users_after, verify_password,
+ *		set_password, and the statement trigger that keeps the exact user
+ *		count.
  *
  * Reads (get_user, list_users, verify_password's lookup, the duplicate-email
  * pre-checks) scan user_service.users through its indexes directly.  Writes
@@ -50,6 +51,7 @@ PG_FUNCTION_INFO_V1(get_user);
 PG_FUNCTION_INFO_V1(update_user);
 PG_FUNCTION_INFO_V1(delete_user);
 PG_FUNCTION_INFO_V1(list_users);
+PG_FUNCTION_INFO_V1(list_users_after);
 PG_FUNCTION_INFO_V1(verify_password);
 PG_FUNCTION_INFO_V1(set_password);
 PG_FUNCTION_INFO_V1(count_users_trigger);
@@ -681,69 +683,70 @@ verify_password(PG_FUNCTION_ARGS)
 }
 
 /*
- * list_users(page int DEFAULT 1, per_page int DEFAULT 20,
- *			  OUT total bigint, OUT users user_info[])
- *
- * Always one row.  The total and the page come from the caller's snapshot
- * (the function is STABLE, so both scans see the same one).  A page past
- * the end is an empty array; the offset is computed in 64 bits, so no page
- * number overflows.
+ * us_check_per_page
+ *		1 <= per_page <= user_service.max_per_page, or 22023.
  */
-Datum
-list_users(PG_FUNCTION_ARGS)
+static void
+us_check_per_page(int32 per_page)
 {
-	int32		page;
-	int32		per_page;
-	int64		offset;
-	int64		total;
-	Snapshot	snapshot = GetActiveSnapshot();
-	const UsCatalog *cat;
-	TupleDesc	result_desc;
-	TupleDesc	info_desc;
-	Oid			elemtype;
-	int16		elemlen;
-	bool		elembyval;
-	char		elemalign;
-	Datum	   *items;
-	int			n = 0;
-	Datum		result[2];
-	bool		result_nulls[2] = {false, false};
-
-	us_arg_not_null(fcinfo, 0, "page");
-	us_arg_not_null(fcinfo, 1, "per_page");
-	page = PG_GETARG_INT32(0);
-	per_page = PG_GETARG_INT32(1);
-	if (page < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("page must be at least 1")));
 	if (per_page < 1 || per_page > user_service_max_per_page)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("per_page must be between 1 and %d", user_service_max_per_page),
 				 errhint("The upper limit is set by user_service.max_per_page.")));
-	offset = (int64) (page - 1) * per_page;
+}
 
-	cat = us_catalog();
-	result_desc = us_result_desc(fcinfo);
-	elemtype = cat->user_info_typid;
+/*
+ * us_list_page
+ *		The (total, users) row of list_users and list_users_after: the exact
+ *		total, and per_page users in id order from the primary key, either
+ *		those with id > after_id (keyset) or those after skipping offset
+ *		users.  Both from the caller's snapshot (the functions are STABLE).
+ */
+static Datum
+us_list_page(FunctionCallInfo fcinfo, bool keyset, int64 after_id,
+			 int64 offset, int32 per_page)
+{
+	Snapshot	snapshot = GetActiveSnapshot();
+	const UsCatalog *cat = us_catalog();
+	TupleDesc	result_desc = us_result_desc(fcinfo);
+	TupleDesc	info_desc;
+	Oid			elemtype = cat->user_info_typid;
+	int16		elemlen;
+	bool		elembyval;
+	char		elemalign;
+	int64		total;
+	Datum	   *items = palloc(sizeof(Datum) * per_page);
+	int			n = 0;
+	Datum		result[2];
+	bool		result_nulls[2] = {false, false};
+
 	get_typlenbyvalalign(elemtype, &elemlen, &elembyval, &elemalign);
 	info_desc = lookup_rowtype_tupdesc_copy(elemtype, -1);
 
 	total = us_count_users(snapshot);
-	items = palloc(sizeof(Datum) * per_page);
 
+	/* past the end: no need to walk the index */
 	if (offset < total)
 	{
 		Relation	rel = table_open(cat->users_relid, AccessShareLock);
 		Relation	idx = index_open(cat->users_pkey_relid, AccessShareLock);
 		TupleTableSlot *slot = table_slot_create(rel, NULL);
-		IndexScanDesc scan = index_beginscan(rel, idx, snapshot, 0, 0);
+		IndexScanDesc scan = index_beginscan(rel, idx, snapshot, keyset ? 1 : 0, 0);
+		ScanKeyData key;
 		int64		skipped = 0;
 		Datum		values[Natts_users];
 		bool		nulls[Natts_users];
 
-		index_rescan(scan, NULL, 0, NULL, 0);
+		if (keyset)
+		{
+			ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT,
+						Int64GetDatum(after_id));
+			index_rescan(scan, &key, 1, NULL, 0);
+		}
+		else
+			index_rescan(scan, NULL, 0, NULL, 0);
+
 		while (n < per_page &&
 			   index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
@@ -765,8 +768,55 @@ list_users(PG_FUNCTION_ARGS)
 	result[0] = Int64GetDatum(total);
 	result[1] = PointerGetDatum(construct_array(items, n, elemtype,
 												elemlen, elembyval, elemalign));
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, result,
-													  result_nulls)));
+	return HeapTupleGetDatum(heap_form_tuple(result_desc, result, result_nulls));
+}
+
+/*
+ * list_users(page int DEFAULT 1, per_page int DEFAULT 20,
+ *			  OUT total bigint, OUT users user_info[])
+ *
+ * Always one row.  A page past the end is an empty array; the offset is
+ * computed in 64 bits, so no page number overflows.  The cost grows with
+ * the offset (like OFFSET): list_users_after is the constant-cost way.
+ */
+Datum
+list_users(PG_FUNCTION_ARGS)
+{
+	int32		page;
+	int32		per_page;
+
+	us_arg_not_null(fcinfo, 0, "page");
+	us_arg_not_null(fcinfo, 1, "per_page");
+	page = PG_GETARG_INT32(0);
+	per_page = PG_GETARG_INT32(1);
+	if (page < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("page must be at least 1")));
+	us_check_per_page(per_page);
+
+	PG_RETURN_DATUM(us_list_page(fcinfo, false, 0, (int64) (page - 1) * per_page,
+								 per_page));
+}
+
+/*
+ * list_users_after(after_id bigint DEFAULT 0, per_page int DEFAULT 20,
+ *					OUT total bigint, OUT users user_info[])
+ *
+ * Keyset pagination: the per_page users with id > after_id, and the same
+ * exact total.  One index descent, whatever the depth.
+ */
+Datum
+list_users_after(PG_FUNCTION_ARGS)
+{
+	int32		per_page;
+
+	us_arg_not_null(fcinfo, 0, "after_id");
+	us_arg_not_null(fcinfo, 1, "per_page");
+	per_page = PG_GETARG_INT32(1);
+	us_check_per_page(per_page);
+
+	PG_RETURN_DATUM(us_list_page(fcinfo, true, PG_GETARG_INT64(0), 0, per_page));
 }
 
 static UsStatement us_count_deltas = {
