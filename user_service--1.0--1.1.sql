@@ -11,24 +11,21 @@ COMMENT ON FUNCTION user_service.list_users_after(bigint, int) IS
     'the per_page users with id > after_id (keyset pagination) and the exact total, from one snapshot';
 REVOKE EXECUTE ON FUNCTION user_service.list_users_after(bigint, int) FROM PUBLIC;
 
--- One row per submitted batch.  The counters are kept by whoever finishes
--- items (a worker, process_batches, cancel_batch) in the same transaction as
--- the items, so batch_status is one row read, and the row lock serialises
--- the "was this the last item?" decision.
+-- One row per submitted batch.  Nothing here changes while the batch runs
+-- (progress goes to batch_progress), so no transaction ever waits on a
+-- batch's row but cancel_batch's.  finished_at is a hint for the workers
+-- and retention, written once the batch is seen complete; what a batch's
+-- state is comes from batch_progress (see the view user_service.batches).
 CREATE TABLE user_service.batch_jobs (
     id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind         text        NOT NULL
                  CHECK (kind IN ('create_user', 'update_user', 'delete_user', 'set_password')),
     concurrency  int         NOT NULL CHECK (concurrency >= 1),
     total        int         NOT NULL CHECK (total >= 1),
-    succeeded    int         NOT NULL DEFAULT 0,
-    failed       int         NOT NULL DEFAULT 0,
-    cancelled    int         NOT NULL DEFAULT 0,
     submitted_by oid         NOT NULL,
     submitted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    started_at   timestamptz,
-    finished_at  timestamptz,
-    cancelled_at timestamptz
+    cancelled_at timestamptz,
+    finished_at  timestamptz
 );
 -- what the workers look for: batches with work left, oldest first
 CREATE INDEX batch_jobs_open ON user_service.batch_jobs (id)
@@ -37,7 +34,22 @@ CREATE INDEX batch_jobs_open ON user_service.batch_jobs (id)
 CREATE INDEX batch_jobs_finished ON user_service.batch_jobs (finished_at)
     WHERE finished_at IS NOT NULL;
 COMMENT ON TABLE user_service.batch_jobs IS
-    'submitted batches and their counters; see the view user_service.batches';
+    'submitted batches; see the view user_service.batches for their state and counts';
+
+-- Progress, one row per group of items processed (or per cancel), written
+-- in the transaction that processes them: counters without a hot row, like
+-- user_count_deltas.
+CREATE TABLE user_service.batch_progress (
+    batch_id  bigint      NOT NULL REFERENCES user_service.batch_jobs ON DELETE CASCADE,
+    started   timestamptz,
+    at        timestamptz NOT NULL,
+    succeeded int         NOT NULL DEFAULT 0,
+    failed    int         NOT NULL DEFAULT 0,
+    cancelled int         NOT NULL DEFAULT 0
+);
+CREATE INDEX batch_progress_batch ON user_service.batch_progress (batch_id);
+COMMENT ON TABLE user_service.batch_progress IS
+    'items finished per batch, one row per group of items: their sums are the batch''s counts';
 
 -- One row per item, in input order.  payload is the submitted JSON object;
 -- its "password" is removed in the transaction that hashes it or records
@@ -67,6 +79,7 @@ COMMENT ON TABLE user_service.batch_items IS
 SELECT pg_catalog.pg_extension_config_dump('user_service.batch_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('user_service.batch_jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('user_service.batch_items', '');
+SELECT pg_catalog.pg_extension_config_dump('user_service.batch_progress', '');
 
 CREATE FUNCTION user_service.submit_batch(kind text, items jsonb, concurrency int DEFAULT NULL)
 RETURNS bigint
@@ -147,26 +160,34 @@ COMMENT ON FUNCTION user_service.worker_info() IS
 CREATE VIEW user_service.batches AS
 SELECT b.id AS batch_id,
        b.kind,
-       CASE WHEN b.finished_at IS NOT NULL AND b.cancelled_at IS NOT NULL THEN 'cancelled'
-            WHEN b.finished_at IS NOT NULL THEN 'done'
-            WHEN b.started_at IS NOT NULL OR r.running > 0 THEN 'running'
+       CASE WHEN p.done AND b.cancelled_at IS NOT NULL THEN 'cancelled'
+            WHEN p.done THEN 'done'
+            WHEN p.started IS NOT NULL OR r.running > 0 THEN 'running'
             ELSE 'pending' END AS state,
        b.total,
-       GREATEST(b.total - b.succeeded - b.failed - b.cancelled
-                           - coalesce(r.running, 0), 0) AS pending,
+       GREATEST(b.total - p.succeeded - p.failed - p.cancelled - coalesce(r.running, 0), 0) AS pending,
        coalesce(r.running, 0) AS running,
-       b.succeeded,
-       b.failed,
-       b.cancelled,
-       pg_catalog.round(100.0 * (b.succeeded + b.failed + b.cancelled) / b.total, 1) AS percent_done,
+       p.succeeded,
+       p.failed,
+       p.cancelled,
+       round(100.0 * (p.succeeded + p.failed + p.cancelled) / b.total, 1) AS percent_done,
        b.concurrency,
        b.submitted_at,
-       b.started_at,
-       b.finished_at
+       p.started AS started_at,
+       CASE WHEN p.done THEN p.last END AS finished_at
   FROM user_service.batch_jobs b
+ CROSS JOIN LATERAL (
+       SELECT coalesce(sum(g.succeeded), 0)::int AS succeeded,
+              coalesce(sum(g.failed), 0)::int AS failed,
+              coalesce(sum(g.cancelled), 0)::int AS cancelled,
+              min(g.started) AS started,
+              max(g.at) AS last,
+              coalesce(sum(g.succeeded + g.failed + g.cancelled), 0) >= b.total AS done
+         FROM user_service.batch_progress g
+        WHERE g.batch_id = b.id) p
   -- a finished batch has nothing running, even in the instant between a
   -- worker's commit and its clearing of its shared-memory slot
-  LEFT JOIN user_service.running_items() r ON r.batch_id = b.id AND b.finished_at IS NULL
+  LEFT JOIN user_service.running_items() r ON r.batch_id = b.id AND NOT p.done
  ORDER BY b.id DESC;
 COMMENT ON VIEW user_service.batches IS
     'every batch with its counts and percent done, newest first (try \watch)';
@@ -176,7 +197,7 @@ SELECT pid, state, batch_id, item, items FROM user_service.worker_info();
 COMMENT ON VIEW user_service.workers IS
     'the running background workers: pid, idle or busy, current batch and item';
 
-REVOKE ALL ON user_service.batch_jobs, user_service.batch_items,
+REVOKE ALL ON user_service.batch_jobs, user_service.batch_items, user_service.batch_progress,
               user_service.batches, user_service.workers FROM PUBLIC;
 REVOKE ALL ON SEQUENCE user_service.batch_jobs_id_seq FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION

@@ -176,6 +176,19 @@ SELECT state, pending, succeeded, failed FROM user_service.batch_status(:b6);
 SELECT user_service.process_batches() AS processed;
 SELECT user_service.process_batches() AS processed;
 SELECT item, status, sqlstate FROM user_service.batch_results(:b6);
+-- a cancel or a statement timeout stops process_batches: the group rolls
+-- back and its items are pending again (not failed, not retried later)
+SELECT user_service.submit_batch('create_user', $$[
+    {"name": "T1", "email": "t1@example.com", "password": "password t1"}
+]$$) AS b7 \gset
+\set VERBOSITY terse
+SET statement_timeout = '5ms';
+SELECT user_service.process_batches();
+RESET statement_timeout;
+\set VERBOSITY default
+SELECT item, status, attempts, sqlstate FROM user_service.batch_items WHERE batch_id = :b7;
+SELECT user_service.process_batches() AS processed;
+SELECT item, status, attempts FROM user_service.batch_items WHERE batch_id = :b7;
 ALTER SYSTEM RESET user_service.workers;
 SELECT pg_reload_conf();
 SELECT pg_temp.wait_for('SELECT count(*) = 2 FROM user_service.workers') AS workers_back;

@@ -38,6 +38,24 @@ REVOKE SELECT ON user_service.batches, user_service.workers FROM regress_us_nobo
 REVOKE EXECUTE ON FUNCTION user_service.running_items(), user_service.worker_info() FROM regress_us_nobody;
 REVOKE USAGE ON SCHEMA user_service FROM regress_us_nobody;
 
+-- EXECUTE on submit_batch alone does not open the other functions: a batch of
+-- a kind needs EXECUTE on the function of that kind
+GRANT USAGE ON SCHEMA user_service TO regress_us_nobody;
+GRANT EXECUTE ON FUNCTION user_service.submit_batch(text, jsonb, int),
+                          user_service.create_user(text, text, text) TO regress_us_nobody;
+SET ROLE regress_us_nobody;
+BEGIN;
+SELECT s, pg_temp.try(s) FROM (VALUES
+    ($$SELECT user_service.submit_batch('set_password', '[{"id": 1, "password": "taken over"}]')$$),
+    ($$SELECT user_service.submit_batch('delete_user', '[{"id": 1}]')$$),
+    ($$SELECT user_service.submit_batch('create_user', '[{"name": "a", "email": "a@example.com", "password": "password"}]') > 0$$)
+) AS t(s);
+ROLLBACK;
+RESET ROLE;
+REVOKE ALL ON FUNCTION user_service.submit_batch(text, jsonb, int),
+                       user_service.create_user(text, text, text) FROM regress_us_nobody;
+REVOKE USAGE ON SCHEMA user_service FROM regress_us_nobody;
+
 -- a role without them can do nothing
 SET ROLE regress_us_nobody;
 SELECT s, pg_temp.try(s) FROM (VALUES
@@ -71,6 +89,17 @@ SELECT item, status FROM user_service.batch_results(:app_batch);
 SELECT user_service.cancel_batch(:app_batch);
 COMMIT;
 SELECT user_service.wait_batch(:app_batch, '1 second');
+-- ... and another role's batch is not its business
+RESET ROLE;
+BEGIN;
+SELECT user_service.submit_batch('delete_user', '[{"id": 424242}]') AS admin_batch \gset
+SET ROLE regress_us_app;
+SELECT pg_temp.try(format('SELECT user_service.batch_results(%s)', :admin_batch));
+SELECT pg_temp.try(format('SELECT user_service.cancel_batch(%s)', :admin_batch));
+SELECT state FROM user_service.batch_status(:admin_batch);
+RESET ROLE;
+ROLLBACK;
+SET ROLE regress_us_app;
 -- ... but cannot read or change hashes, or anything else, directly
 SELECT s, pg_temp.try(s) FROM (VALUES
     ('SELECT password_hash FROM user_service.users'),

@@ -33,6 +33,9 @@
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -81,21 +84,23 @@ typedef enum UsKind
 
 typedef struct UsKindSpec
 {
-	const char *name;
+	const char *name;			/* the kind, and its API function's name */
 	bool		hashes;			/* does an item cost an argon2 hash? */
+	int			nargs;			/* the API function's arguments */
+	Oid			argtypes[3];
 	UsKeySpec	keys[4];		/* ends with a NULL key */
 } UsKindSpec;
 
 static const UsKindSpec us_kinds[] = {
-	[US_KIND_CREATE_USER] = {"create_user", true,
+	[US_KIND_CREATE_USER] = {"create_user", true, 3, {TEXTOID, TEXTOID, TEXTOID},
 		{{"name", US_KEY_STRING, true}, {"email", US_KEY_STRING, true},
 		{"password", US_KEY_STRING, true}}},
-	[US_KIND_UPDATE_USER] = {"update_user", false,
+	[US_KIND_UPDATE_USER] = {"update_user", false, 3, {INT8OID, TEXTOID, TEXTOID},
 		{{"id", US_KEY_ID, true}, {"name", US_KEY_STRING, false},
 		{"email", US_KEY_STRING, false}}},
-	[US_KIND_DELETE_USER] = {"delete_user", false,
+	[US_KIND_DELETE_USER] = {"delete_user", false, 1, {INT8OID},
 		{{"id", US_KEY_ID, true}}},
-	[US_KIND_SET_PASSWORD] = {"set_password", true,
+	[US_KIND_SET_PASSWORD] = {"set_password", true, 2, {INT8OID, TEXTOID},
 		{{"id", US_KEY_ID, true}, {"password", US_KEY_STRING, true}}},
 };
 
@@ -116,6 +121,26 @@ us_kind_by_name(const char *name)
 			 errmsg("unknown batch kind \"%s\"", name),
 			 errhint("The kinds are create_user, update_user, delete_user and set_password.")));
 	pg_unreachable();
+}
+
+/*
+ * us_check_kind_privilege
+ *		A batch of a kind does what the kind's API function does: submitting
+ *		one needs EXECUTE on that function (42501 otherwise), so that EXECUTE
+ *		on submit_batch alone does not open set_password or delete_user.
+ */
+static void
+us_check_kind_privilege(UsKind kind)
+{
+	const UsKindSpec *k = &us_kinds[kind];
+	Oid			funcoid;
+	AclResult	aclresult;
+
+	funcoid = LookupFuncName(list_make2(makeString("user_service"), makeString((char *) k->name)),
+							 k->nargs, k->argtypes, false);
+	aclresult = pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, k->name);
 }
 
 /*
@@ -231,8 +256,16 @@ static UsStatement us_select_status = {
 	1, {INT8OID}
 };
 
-static UsStatement us_batch_exists = {
-	"SELECT finished_at IS NOT NULL FROM user_service.batch_jobs WHERE id = $1",
+static UsStatement us_batch_owner = {
+	"SELECT submitted_by FROM user_service.batch_jobs WHERE id = $1",
+	1, {INT8OID}
+};
+
+/* Is the batch complete: every item finished (from the progress rows)? */
+static UsStatement us_batch_done = {
+	"SELECT (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
+	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total"
+	"  FROM user_service.batch_jobs b WHERE b.id = $1",
 	1, {INT8OID}
 };
 
@@ -247,19 +280,43 @@ static UsStatement us_cancel = {
 	"  UPDATE user_service.batch_items"
 	"     SET status = 'cancelled', payload = payload - 'password'::text, finished_at = now()"
 	"   WHERE batch_id = $1 AND status = 'pending' RETURNING 1),"
-	" n AS (SELECT count(*)::int4 AS n FROM c)"
+	" n AS (SELECT count(*)::int4 AS n FROM c),"
+	" g AS (INSERT INTO user_service.batch_progress (batch_id, at, cancelled)"
+	"       SELECT $1, clock_timestamp(), n.n FROM n WHERE n.n > 0)"
 	" UPDATE user_service.batch_jobs b"
-	"    SET cancelled = b.cancelled + n.n,"
-	"        cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END,"
-	"        finished_at = CASE WHEN b.succeeded + b.failed + b.cancelled + n.n >= b.total"
-	"                           THEN coalesce(b.finished_at, now()) ELSE b.finished_at END"
+	"    SET cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END"
 	"   FROM n WHERE b.id = $1 RETURNING n.n",
 	1, {INT8OID}
 };
 
+/*
+ * Note a complete batch's finished_at (a hint for claiming and retention;
+ * the state itself comes from the progress rows).  Returns a row when it
+ * did, so that exactly one of the racing finishers wakes the waiters.
+ */
+static UsStatement us_mark_finished = {
+	"UPDATE user_service.batch_jobs b"
+	"   SET finished_at = (SELECT max(at) FROM user_service.batch_progress WHERE batch_id = b.id)"
+	" WHERE b.id = $1 AND b.finished_at IS NULL"
+	"   AND (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
+	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total"
+	" RETURNING true",
+	1, {INT8OID}
+};
+
+/* The same for every open batch (housekeeping). */
+static UsStatement us_mark_all_finished = {
+	"UPDATE user_service.batch_jobs b"
+	"   SET finished_at = (SELECT max(at) FROM user_service.batch_progress WHERE batch_id = b.id)"
+	" WHERE b.finished_at IS NULL"
+	"   AND (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
+	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total",
+	0
+};
+
 static UsStatement us_open_batches = {
 	"SELECT id, kind, concurrency FROM user_service.batch_jobs"
-	" WHERE finished_at IS NULL AND cancelled_at IS NULL ORDER BY id LIMIT 64",
+	" WHERE finished_at IS NULL AND cancelled_at IS NULL ORDER BY id",
 	0
 };
 
@@ -285,13 +342,9 @@ static UsStatement us_record_items = {
 	TEXTARRAYOID, TIMESTAMPTZARRAYOID}
 };
 
-static UsStatement us_count_batch = {
-	"UPDATE user_service.batch_jobs"
-	"   SET succeeded = succeeded + $2, failed = failed + $3,"
-	"       started_at = coalesce(started_at, now()),"
-	"       finished_at = coalesce(finished_at,"
-	"           CASE WHEN succeeded + $2 + failed + $3 + cancelled >= total THEN now() END)"
-	" WHERE id = $1 RETURNING finished_at IS NOT NULL",
+static UsStatement us_insert_progress = {
+	"INSERT INTO user_service.batch_progress (batch_id, started, at, succeeded, failed)"
+	" VALUES ($1, now(), clock_timestamp(), $2, $3)",
 	3, {INT8OID, INT4OID, INT4OID}
 };
 
@@ -360,6 +413,7 @@ submit_batch(PG_FUNCTION_ARGS)
 	us_arg_not_null(fcinfo, 0, "kind");
 	us_arg_not_null(fcinfo, 1, "items");
 	kind = us_kind_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	us_check_kind_privilege(kind);
 	concurrency = PG_ARGISNULL(2) ? user_service_default_concurrency : PG_GETARG_INT32(2);
 	if (concurrency < 1)
 		ereport(ERROR,
@@ -457,6 +511,39 @@ batch_status(PG_FUNCTION_ARGS)
 }
 
 /*
+ * us_batch_submitter
+ *		Who submitted the batch (P0002 when there is none); call inside SPI.
+ */
+static Oid
+us_batch_submitter(int64 batch_id)
+{
+	Datum		args[1] = {Int64GetDatum(batch_id)};
+	bool		isnull;
+
+	us_spi_run(&us_batch_owner, args, NULL, false, 1);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	return DatumGetObjectId(us_spi_value(0, 1, &isnull));
+}
+
+/*
+ * us_check_batch_access
+ *		A batch's results (which name emails) and its cancellation belong to
+ *		the role that submitted it, and to the owner of the extension's
+ *		tables (administrators); 42501 for anyone else.
+ */
+static void
+us_check_batch_access(Oid caller, Oid submitter, int64 batch_id)
+{
+	if (!has_privs_of_role(caller, submitter) &&
+		!has_privs_of_role(caller, us_catalog()->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for batch " INT64_FORMAT, batch_id),
+				 errdetail("Only the role that submitted a batch, and the owner of the user_service tables, may read its results or cancel it.")));
+}
+
+/*
  * batch_results(batch_id bigint)
  *		RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
  *
@@ -476,9 +563,7 @@ batch_results(PG_FUNCTION_ARGS)
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
-	us_spi_run(&us_batch_exists, args, NULL, false, 1);
-	if (SPI_processed == 0)
-		us_batch_not_found(batch_id);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
 	us_spi_run(&us_select_results, args, NULL, false, 0);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -502,6 +587,7 @@ batch_results(PG_FUNCTION_ARGS)
  *		Cancel the items that have not started.  Items being processed are
  *		row-locked: the UPDATE waits for them to finish (they are then no
  *		longer pending), so running items complete and are not counted.
+ *		Once it has waited, every item is final: the batch is complete.
  */
 Datum
 cancel_batch(PG_FUNCTION_ARGS)
@@ -517,10 +603,12 @@ cancel_batch(PG_FUNCTION_ARGS)
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
 	us_spi_run(&us_cancel, args, NULL, false, 0);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
 	n = DatumGetInt32(us_spi_value(0, 1, &isnull));
+	us_spi_run(&us_mark_finished, args, NULL, false, 0);
 	us_spi_end(&saved);
 
 	us_wake_waiters_at_commit();
@@ -543,7 +631,7 @@ us_batch_finished(int64 batch_id)
 
 	PushActiveSnapshot(snap);
 	us_spi_begin(&saved);
-	us_spi_run(&us_batch_exists, args, NULL, true, 1);
+	us_spi_run(&us_batch_done, args, NULL, true, 1);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
 	finished = DatumGetBool(us_spi_value(0, 1, &isnull));
@@ -567,6 +655,7 @@ wait_batch(PG_FUNCTION_ARGS)
 {
 	int64		batch_id;
 	Interval   *timeout;
+	double		seconds;
 	int64		usecs;
 	TimestampTz deadline;
 
@@ -575,14 +664,19 @@ wait_batch(PG_FUNCTION_ARGS)
 	batch_id = PG_GETARG_INT64(0);
 	timeout = PG_GETARG_INTERVAL_P(1);
 
-	/* months and days as 30 and 24 hours, like EXTRACT(epoch ...) does */
-	usecs = timeout->time +
-		((int64) timeout->month * DAYS_PER_MONTH + timeout->day) * USECS_PER_DAY;
-	if (usecs < 0)
+	/*
+	 * Months and days as 30 and 24 hours, like EXTRACT(epoch ...), in
+	 * floating point so that no interval overflows; waits are capped at 100
+	 * years.
+	 */
+	seconds = timeout->time / (double) USECS_PER_SEC +
+		((double) timeout->month * DAYS_PER_MONTH + timeout->day) * SECS_PER_DAY;
+	if (seconds < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
-	deadline = GetCurrentTimestamp() + Min(usecs, (int64) 100 * 365 * USECS_PER_DAY);
+	usecs = (int64) (Min(seconds, 100.0 * 365 * SECS_PER_DAY) * USECS_PER_SEC);
+	deadline = GetCurrentTimestamp() + usecs;
 
 	for (;;)
 	{
@@ -627,16 +721,17 @@ process_batches(PG_FUNCTION_ARGS)
 
 	while (done < max_items)
 	{
-		bool		finished = false;
-		bool		deferred = false;
-		int			n = us_process_group(NULL, max_items - done, &finished, &deferred);
+		int64		batch_id;
+		bool		deferred;
+		int			n = us_process_group(NULL, max_items - done, &batch_id, &deferred);
 
-		if (finished)
-			us_wake_waiters_at_commit();
 		if (n == 0)
 			break;
 		done += n;
 	}
+	/* some batch may be complete when this commits: let waiters look */
+	if (done > 0)
+		us_wake_waiters_at_commit();
 	PG_RETURN_INT64(done);
 }
 
@@ -789,14 +884,15 @@ us_transient(int sqlerrcode)
 {
 	return sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
 		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
-		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
-		sqlerrcode == ERRCODE_QUERY_CANCELED;
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
 }
 
 /*
  * us_process_item
  *		Run one item in a subtransaction and note its outcome: an error rolls
  *		back the item's effects alone, and the rest of the group goes on.
+ *		A cancel request or statement timeout is not the item's fault: it is
+ *		thrown on, and the whole transaction (the group) rolls back.
  */
 static void
 us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
@@ -826,6 +922,9 @@ us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+
 		r->has_user_id = false;
 		r->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
 		r->error = pstrdup(edata->message);
@@ -846,11 +945,10 @@ us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
 
 /*
  * us_record_results
- *		Write the group's outcomes to its items, and its counts to the batch
- *		row; the row lock on the batch orders the "last item?" decision among
- *		concurrent groups.  Returns whether the batch is now finished.
+ *		Write the group's outcomes to its items, and its counts as one
+ *		progress row (inserted: concurrent groups never wait on each other).
  */
-static bool
+static void
 us_record_results(int64 batch_id, UsItemResult *res, int n)
 {
 	Datum	   *items = palloc(sizeof(Datum) * n);
@@ -867,7 +965,6 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 	int32		succeeded = 0;
 	int32		failed = 0;
 	Datum		args[7];
-	bool		isnull;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -904,8 +1001,7 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 
 	args[1] = Int32GetDatum(succeeded);
 	args[2] = Int32GetDatum(failed);
-	us_spi_run(&us_count_batch, args, NULL, false, 0);
-	return SPI_processed > 0 && DatumGetBool(us_spi_value(0, 1, &isnull));
+	us_spi_run(&us_insert_progress, args, NULL, false, 0);
 }
 
 /*
@@ -914,8 +1010,8 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
  *		batch that has a free concurrency slot and a pending item, claim up to
  *		max_items of its items (one for kinds that hash, since each hash
  *		keeps a slot busy), process them, record the results.  Returns how
- *		many items it processed (0: nothing to do).  *batch_finished says the
- *		group finished its batch; *work_deferred that some open batch had
+ *		many items it processed (0: nothing to do), and in *batch_id the
+ *		batch they belong to; *work_deferred says that some open batch had
  *		pending items it could not take now (no free slot, items held by
  *		others, or waiting for a retry), so the caller should look again soon.
  *		slot is the calling worker's shared-memory slot (NULL for
@@ -923,14 +1019,14 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
  */
 int
 us_process_group(UsWorkerSlot *slot, int max_items,
-				 bool *batch_finished, bool *work_deferred)
+				 int64 *processed_batch, bool *work_deferred)
 {
 	UsSavedUser saved;
 	SPITupleTable *batches;
 	uint64		nbatches;
 	int			processed = 0;
 
-	*batch_finished = false;
+	*processed_batch = 0;
 	*work_deferred = false;
 
 	us_spi_begin(&saved);
@@ -1003,8 +1099,9 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 			us_process_item(kind, payload, attempts, &res[i]);
 		}
 
-		*batch_finished = us_record_results(batch_id, res, n);
+		us_record_results(batch_id, res, n);
 		us_release_slots(batch_id, slots, 0, n);
+		*processed_batch = batch_id;
 		processed = n;
 	}
 
@@ -1029,9 +1126,32 @@ us_batch_tables_exist(void)
 }
 
 /*
+ * us_mark_batch_finished
+ *		If the batch is complete, note its finished_at; true when this call
+ *		did (the caller then wakes the waiters).  Workers call it in a new
+ *		transaction after each group's commit: of two groups finishing a
+ *		batch at once, the one that commits last sees both.
+ */
+bool
+us_mark_batch_finished(int64 batch_id)
+{
+	UsSavedUser saved;
+	Datum		args[1] = {Int64GetDatum(batch_id)};
+	bool		marked;
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_mark_finished, args, NULL, false, 0);
+	marked = SPI_processed > 0;
+	us_spi_end(&saved);
+	return marked;
+}
+
+/*
  * us_purge_batches
- *		Delete the batches finished longer than user_service.batch_retention
- *		ago (their items go with them).  Returns how many.
+ *		Note finished_at of complete batches (some were completed by
+ *		process_batches, which cannot), delete the batches finished longer
+ *		than user_service.batch_retention ago (their items and progress go
+ *		with them), and fold the user count.  Returns how many it deleted.
  */
 int64
 us_purge_batches(void)
@@ -1041,6 +1161,7 @@ us_purge_batches(void)
 	int64		n;
 
 	us_spi_begin(&saved);
+	us_spi_run(&us_mark_all_finished, NULL, NULL, false, 0);
 	us_spi_run(&us_purge, args, NULL, false, 0);
 	n = (int64) SPI_processed;
 	us_compact_user_count();

@@ -72,7 +72,8 @@ us_argon2(argon2_type type, uint32 version, uint32 m_cost, uint32 t_cost,
 /*
  * us_current_params
  *		The GUC parameters for new hashes, checked against the one libargon2
- *		limit that ties two of them.
+ *		limit that ties two of them (55000: the server's configuration, not
+ *		the caller's input, is at fault).
  */
 static void
 us_current_params(uint32 *m_cost, uint32 *t_cost, uint32 *lanes)
@@ -83,7 +84,7 @@ us_current_params(uint32 *m_cost, uint32 *t_cost, uint32 *lanes)
 
 	if ((uint64) *m_cost < (uint64) ARGON2_SYNC_POINTS * 2 * *lanes)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("user_service.argon2_memory_kib must be at least 8 times user_service.argon2_parallelism"),
 				 errdetail("argon2_memory_kib is %u and argon2_parallelism is %u.",
 						   *m_cost, *lanes)));

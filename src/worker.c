@@ -40,6 +40,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/elog.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -62,6 +63,8 @@ PGDLLEXPORT void user_service_worker_main(Datum arg);
 #define US_DEFERRED_MS			250
 /* ... on a hot standby, waiting for promotion. */
 #define US_STANDBY_MS			5000
+/* ... after an error outside any item. */
+#define US_ERROR_MS				5000
 /* Housekeeping (retention, user count folding) at most this often. */
 #define US_HOUSEKEEPING_MS		10000
 
@@ -407,6 +410,45 @@ us_launcher_sigusr1(SIGNAL_ARGS)
 }
 
 /*
+ * us_stop_orphans
+ *		A launcher that restarts (it was terminated, or failed) finds the
+ *		workers of its predecessor still running, and holds no handle on them.
+ *		Stop them, and wait (10 s at most) for their slots to be free, so that
+ *		the workers it starts are the only ones.
+ */
+static void
+us_stop_orphans(void)
+{
+	for (int tries = 0; tries < 100; tries++)
+	{
+		int			alive = 0;
+
+		LWLockAcquire(us_shared->lock, LW_SHARED);
+		for (int i = 0; i < US_MAX_WORKERS; i++)
+		{
+			pid_t		pid = us_shared->slots[i].pid;
+
+			if (pid != 0)
+			{
+				alive++;
+				if (tries == 0)
+					ereport(LOG,
+							(errmsg("user_service launcher: stopping worker %d (PID %d) left by a previous launcher",
+									i + 1, (int) pid)));
+				(void) kill(pid, SIGTERM);
+			}
+		}
+		LWLockRelease(us_shared->lock);
+		if (alive == 0)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * user_service_launcher_main
  *		Keep user_service.workers workers running.  The postmaster signals
  *		the launcher whenever one of its workers starts or stops, and a
@@ -427,6 +469,7 @@ user_service_launcher_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 
 	ereport(LOG, (errmsg("user_service launcher started")));
+	us_stop_orphans();
 
 	for (;;)
 	{
@@ -510,24 +553,30 @@ static void
 us_slot_detach(int code, Datum arg)
 {
 	LWLockAcquire(us_shared->lock, LW_EXCLUSIVE);
-	us_my_slot->pid = 0;
-	us_my_slot->latch = NULL;
-	us_my_slot->busy = false;
-	us_my_slot->nitems = 0;
+	if (us_my_slot->pid == MyProcPid)
+	{
+		us_my_slot->pid = 0;
+		us_my_slot->latch = NULL;
+		us_my_slot->busy = false;
+		us_my_slot->nitems = 0;
+	}
 	LWLockRelease(us_shared->lock);
 }
 
 /*
  * us_worker_transaction
  *		One transaction of work: a group of items, or, when there is none and
- *		it is due, housekeeping.  Returns how many items it processed.
+ *		it is due, housekeeping.  After a group, a second short transaction
+ *		looks whether the group completed its batch (only after the commit
+ *		can it see the other workers' groups), and if so wakes the waiters.
+ *		Returns how many items it processed.
  */
 static int
-us_worker_transaction(bool housekeeping, bool *finished, bool *deferred)
+us_worker_transaction(bool housekeeping, bool *deferred)
 {
 	int			n = 0;
+	int64		batch_id = 0;
 
-	*finished = false;
 	*deferred = false;
 
 	SetCurrentStatementStartTimestamp();
@@ -536,7 +585,7 @@ us_worker_transaction(bool housekeeping, bool *finished, bool *deferred)
 
 	if (us_batch_tables_exist())
 	{
-		n = us_process_group(us_my_slot, US_GROUP_MAX, finished, deferred);
+		n = us_process_group(us_my_slot, US_GROUP_MAX, &batch_id, deferred);
 		if (n == 0 && housekeeping)
 		{
 			int64		purged;
@@ -550,15 +599,60 @@ us_worker_transaction(bool housekeeping, bool *finished, bool *deferred)
 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	pgstat_report_stat(false);
 	us_slot_clear(us_my_slot);
+
+	if (n > 0)
+	{
+		bool		finished;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		finished = us_mark_batch_finished(batch_id);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (finished)
+			ConditionVariableBroadcast(&us_shared->batch_done);
+	}
+
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
 }
 
 /*
+ * us_worker_step
+ *		us_worker_transaction, surviving its errors: log, roll back, and
+ *		return -1 (the caller pauses before it tries again).
+ */
+static int
+us_worker_step(bool housekeeping, bool *deferred)
+{
+	volatile int n = 0;
+
+	PG_TRY();
+	{
+		n = us_worker_transaction(housekeeping, deferred);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		MemoryContextSwitchTo(TopMemoryContext);
+		us_slot_clear(us_my_slot);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		n = -1;
+	}
+	PG_END_TRY();
+	return n;
+}
+
+/*
  * user_service_worker_main
- *		A worker: serve user_service.database until told to stop.
+ *		A worker: serve user_service.database until told to stop.  An error
+ *		outside an item (an item's own errors are its result) is logged, its
+ *		transaction rolled back (its items are pending again), and the worker
+ *		goes on after a pause, rather than dying and being restarted.
  */
 void
 user_service_worker_main(Datum arg)
@@ -566,6 +660,7 @@ user_service_worker_main(Datum arg)
 	int			index = DatumGetInt32(arg);
 	char	   *dbname;
 	TimestampTz last_housekeeping = 0;
+	bool		taken;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -575,21 +670,35 @@ user_service_worker_main(Datum arg)
 		elog(ERROR, "user_service worker started with a bad slot number %d", index);
 	us_my_slot = &us_shared->slots[index];
 	LWLockAcquire(us_shared->lock, LW_EXCLUSIVE);
-	us_my_slot->pid = MyProcPid;
-	us_my_slot->latch = MyLatch;
-	us_my_slot->busy = false;
-	us_my_slot->nitems = 0;
+	taken = us_my_slot->pid != 0;
+	if (!taken)
+	{
+		us_my_slot->pid = MyProcPid;
+		us_my_slot->latch = MyLatch;
+		us_my_slot->busy = false;
+		us_my_slot->nitems = 0;
+	}
 	LWLockRelease(us_shared->lock);
+	if (taken)
+	{
+		/* an earlier worker still holds the slot: the launcher retries */
+		ereport(LOG,
+				(errmsg("user_service worker %d: slot still in use, exiting", index + 1)));
+		proc_exit(0);
+	}
 	on_shmem_exit(us_slot_detach, (Datum) 0);
 
 	dbname = MemoryContextStrdup(TopMemoryContext, user_service_database);
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("user_service worker");
 
+	/* claims rely on READ COMMITTED, whatever the server's default */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+
 	for (;;)
 	{
-		bool		finished;
-		bool		deferred;
+		bool		deferred = false;
 		bool		housekeeping;
 		long		sleep_ms;
 		TimestampTz now;
@@ -616,14 +725,12 @@ user_service_worker_main(Datum arg)
 		{
 			now = GetCurrentTimestamp();
 			housekeeping = TimestampDifferenceExceeds(last_housekeeping, now, US_HOUSEKEEPING_MS);
-			n = us_worker_transaction(housekeeping, &finished, &deferred);
-			if (finished)
-				ConditionVariableBroadcast(&us_shared->batch_done);
+			n = us_worker_step(housekeeping, &deferred);
 			if (n > 0)
 				continue;		/* drain while there is work */
 			if (housekeeping)
 				last_housekeeping = now;
-			sleep_ms = deferred ? US_DEFERRED_MS : US_IDLE_MS;
+			sleep_ms = n < 0 ? US_ERROR_MS : deferred ? US_DEFERRED_MS : US_IDLE_MS;
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

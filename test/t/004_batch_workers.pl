@@ -55,7 +55,7 @@ $rr->quit;
 my $latency = $node->safe_psql('postgres', q{
 	SELECT user_service.submit_batch('delete_user', '[{"id": 424242}]') AS b \gset
 	SELECT user_service.wait_batch(:b, '30 s');
-	SELECT extract(epoch FROM started_at - submitted_at) < 2 FROM user_service.batch_jobs WHERE id = :b});
+	SELECT extract(epoch FROM started_at - submitted_at) < 2 FROM user_service.batches WHERE batch_id = :b});
 like($latency, qr/t$/, 'a submitted batch starts without waiting for a poll');
 
 # 2. A reload changes the number of workers.
@@ -66,6 +66,43 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM user_service.workers'), '3
 $node->append_conf('postgresql.conf', 'user_service.workers = 1');
 $node->reload;
 ok(workers_become($node, 1), 'one worker after another reload');
+
+# A restarted launcher stops the workers of its predecessor before starting
+# its own: never two workers for one slot.
+# (the launcher has no database connection, so it is not in pg_stat_activity:
+# find it by its process title)
+sub launcher_pid
+{
+	for my $dir (glob '/proc/[0-9]*')
+	{
+		open(my $fh, '<', "$dir/cmdline") or next;
+		my $cmd = <$fh>;
+		close $fh;
+		return (split m{/}, $dir)[-1]
+		  if defined $cmd && $cmd =~ /workers: user_service launcher/;
+	}
+	return undef;
+}
+my $old_worker = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'user_service worker'");
+my $launcher = launcher_pid();
+ok(defined $launcher && kill('TERM', $launcher), 'terminate the launcher');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 AND bool_and(pid <> $old_worker) FROM pg_stat_activity WHERE backend_type = 'user_service worker'"),
+	'after a launcher restart, one new worker replaces the old one');
+ok($node->wait_for_log(qr/stopping worker 1 \(PID $old_worker\) left by a previous launcher/),
+	'the new launcher stopped the old worker');
+
+# The workers claim in READ COMMITTED whatever the server's default.
+$node->append_conf('postgresql.conf', "default_transaction_isolation = 'serializable'");
+$node->reload;
+$batch = $node->safe_psql('postgres', q{
+	SELECT user_service.submit_batch('create_user',
+		'[{"name": "Iso", "email": "iso@example.com", "password": "iso password"}]')});
+is($node->safe_psql('postgres', "SELECT user_service.wait_batch($batch, '30 s')"),
+	't', 'batches run under default_transaction_isolation = serializable');
+$node->append_conf('postgresql.conf', "default_transaction_isolation = 'read committed'");
+$node->reload;
 
 # 3. Transient errors are retried with backoff, then recorded as failed.
 $node->append_conf('postgresql.conf', "lock_timeout = '100ms'\nuser_service.max_attempts = 3");

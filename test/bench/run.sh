@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The benchmark: each operation of user_service against the plain-SQL way of
+# doing the same job, in the same run, on the same throwaway instance.
+# Prints a table (operation | ours | baseline | ratio | goal) and writes it
+# to test/bench/results.md.  Reports; never fails on a missed goal.
+#
+#   bash test/bench/run.sh
+#
+# BENCH_USERS (1000000), BENCH_SECONDS per pgbench run (5), BENCH_RUNS per
+# figure (3, the median is reported) change the size of the run.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$here/test/common.sh"
+
+USERS=${BENCH_USERS:-1000000}
+SECONDS_PER_RUN=${BENCH_SECONDS:-5}
+RUNS=${BENCH_RUNS:-3}
+port=${BENCH_PORT:-54339}
+out="$here/test/bench/results.md"
+
+ensure_packages
+work=$(copy_tree "$here")
+build_and_install "$work"
+as_pg gcc -O2 -o "$work/argon2_rate" "$work/test/bench/argon2_rate.c" -largon2 -lpthread
+
+dir="$work/instance"
+as_pg "$PG_BINDIR/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = ''
+port = $port
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'user_service'
+user_service.database = 'postgres'
+user_service.workers = 2
+shared_buffers = '512MB'
+max_wal_size = '8GB'
+checkpoint_timeout = '30min'
+CONF
+chown -R "$(pg_owner):" "$dir" 2>/dev/null || true
+as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+
+holder_pid=""
+cleanup() {
+    [ -n "$holder_pid" ] && kill "$holder_pid" 2>/dev/null || true
+    as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+psql() { as_pg "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -d postgres "$@"; }
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# tps NAME SQL...: median transactions/s of a pgbench script (2 clients,
+# prepared statements) over RUNS runs of SECONDS_PER_RUN seconds
+tps() {
+    local name=$1 file="$work/$1.pgbench"
+    shift
+    printf '%s\n' "$@" >"$file"
+    chown "$(pg_owner):" "$file" 2>/dev/null || true
+    for _ in $(seq "$RUNS"); do
+        as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 \
+            -T "$SECONDS_PER_RUN" -f "$file" postgres 2>/dev/null |
+            sed -nE 's/^tps = ([0-9.]+) .*/\1/p'
+    done | median
+}
+
+rows=()
+row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); echo "  $1: ours $2, baseline $3, ratio $4 (goal $5)"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+fmt() { awk -v v="$1" 'BEGIN { printf (v >= 100) ? "%.0f" : "%.1f", v }'; }
+
+echo "== loading $USERS users"
+t0=$(date +%s.%N)
+psql <<SQL
+CREATE EXTENSION user_service;
+SELECT id FROM user_service.create_user('User 1', 'user1@example.com', 'password 1') \g /dev/null
+SELECT password_hash AS hash FROM user_service.users \gset
+INSERT INTO user_service.users (name, email, password_hash)
+SELECT 'User ' || i, 'user' || i || '@example.com', :'hash' FROM generate_series(2, $USERS) i;
+VACUUM (ANALYZE) user_service.users;
+CREATE FUNCTION bench_seconds(sql text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+    EXECUTE sql;
+    RETURN extract(epoch FROM clock_timestamp() - t0);
+END \$\$;
+SQL
+load_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+echo "  loaded in ${load_s}s (one argon2 hash, reused: the load measures the table, not hashing)"
+
+echo "== reads"
+ours=$(tps get_ours "\\set id random(1, $USERS)" 'SELECT * FROM user_service.get_user(:id);')
+base=$(tps get_base "\\set id random(1, $USERS)" \
+    'SELECT id, name, email, created_at, updated_at FROM user_service.users WHERE id = :id;')
+row 'get_user(id), random ids, ops/s' "$(fmt "$ours")" "$(fmt "$base")" "$(ratio "$ours" "$base")" '>= 1.0'
+
+ours=$(tps list1_ours 'SELECT * FROM user_service.list_users(1, 20);')
+base=$(tps list1_base 'SELECT count(*) FROM user_service.users;' \
+    'SELECT id, name, email, created_at, updated_at FROM user_service.users ORDER BY id LIMIT 20 OFFSET 0;')
+row "list_users(1, 20) at $USERS users, ops/s" "$(fmt "$ours")" "$(fmt "$base")" "$(ratio "$ours" "$base")" '>= 100'
+
+deep_page=$((USERS / 40))
+deep_offset=$(((deep_page - 1) * 20))
+ours=$(tps listd_ours "SELECT * FROM user_service.list_users($deep_page, 20);")
+base=$(tps listd_base 'SELECT count(*) FROM user_service.users;' \
+    "SELECT id, name, email, created_at, updated_at FROM user_service.users ORDER BY id LIMIT 20 OFFSET $deep_offset;")
+row "list_users($deep_page, 20), ops/s" "$(fmt "$ours")" "$(fmt "$base")" "$(ratio "$ours" "$base")" 'report'
+after=$(tps lista_ours "SELECT * FROM user_service.list_users_after($deep_offset, 20);")
+row "list_users_after($deep_offset, 20), ops/s" "$(fmt "$after")" "$(fmt "$base")" "$(ratio "$after" "$base")" '>= 100'
+
+echo "== hashing"
+raw=$(for _ in $(seq "$RUNS"); do as_pg "$work/argon2_rate" 2 "$SECONDS_PER_RUN" 19456 2 1; done | median)
+ours=$(tps create_ours '\set r random(1, 1000000000000)' \
+    "SELECT user_service.create_user('Bench', 'bench' || :r || '@example.com', 'bench password');")
+row 'create_user, 2 clients, ops/s' "$(fmt "$ours")" "$(fmt "$raw") (raw argon2id, 2 threads)" "$(ratio "$ours" "$raw")" '>= 0.9'
+
+# batch create_user, while sampling the workers' anonymous memory
+pids=$(psql -c "SELECT string_agg(pid::text, ' ') FROM user_service.workers")
+( while :; do for p in $pids; do sed -nE 's/^RssAnon:\s+([0-9]+) kB/\1/p' "/proc/$p/status" 2>/dev/null; done; sleep 0.02; done ) >"$work/rss" &
+sampler=$!
+batch=$(psql -c "SELECT user_service.submit_batch('create_user',
+    (SELECT jsonb_agg(jsonb_build_object('name', 'Batch ' || i, 'email', 'batch' || i || '@example.com',
+                                         'password', 'batch password ' || i)) FROM generate_series(1, 2000) i))")
+psql -c "SELECT user_service.wait_batch($batch, '10 minutes')" >/dev/null
+kill "$sampler"
+ours=$(psql -c "SELECT total / extract(epoch FROM finished_at - started_at) FROM user_service.batches WHERE batch_id = $batch")
+row 'batch create_user, 2 workers, 2,000 items, items/s' "$(fmt "$ours")" "$(fmt "$raw") (raw argon2id, 2 threads)" "$(ratio "$ours" "$raw")" '>= 0.9'
+peak_kib=$(sort -n "$work/rss" | tail -n 1)
+peak_mib=$(awk -v k="${peak_kib:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
+row 'peak anonymous memory of a worker while hashing, MiB' "$peak_mib" '19.0 (argon2_memory_kib)' \
+    "$(awk -v p="$peak_mib" 'BEGIN { printf "+%.1f MiB", p - 19 }')" '<= +16 MiB'
+
+echo "== batches of cheap items"
+# Batch delete_user: ids 1..100000 by the workers; the baseline deletes
+# 100001..200000 with a plain SKIP LOCKED job loop, one job per transaction.
+delete_batch() {   # FIRST_ID: delete 100,000 users from FIRST_ID by a batch; prints items/s
+    local b
+    b=$(psql -c "SELECT user_service.submit_batch('delete_user',
+        (SELECT jsonb_agg(jsonb_build_object('id', i)) FROM generate_series($1, $1 + 99999) i), 200)")
+    psql -c "SELECT user_service.wait_batch($b, '30 minutes')" >/dev/null
+    psql -c "SELECT total / extract(epoch FROM finished_at - started_at) FROM user_service.batches WHERE batch_id = $b"
+}
+ours=$(delete_batch 1)
+psql <<SQL
+CREATE TABLE bench_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id bigint NOT NULL,
+                         done boolean NOT NULL DEFAULT false);
+INSERT INTO bench_jobs (user_id) SELECT i FROM generate_series(100001, 200000) i;
+CREATE INDEX ON bench_jobs (id) WHERE NOT done;
+VACUUM ANALYZE bench_jobs;
+SQL
+printf '%s\n' 'WITH j AS (SELECT id, user_id FROM bench_jobs WHERE NOT done ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED),' \
+    '     d AS (DELETE FROM user_service.users u USING j WHERE u.id = j.user_id)' \
+    'UPDATE bench_jobs b SET done = true FROM j WHERE b.id = j.id;' >"$work/loop.pgbench"
+chown "$(pg_owner):" "$work/loop.pgbench" 2>/dev/null || true
+base=$(as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 -t 50000 \
+    -f "$work/loop.pgbench" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
+row 'batch delete_user, 2 workers, 100,000 items, items/s' "$(fmt "$ours")" "$(fmt "$base") (SKIP LOCKED loop)" "$(ratio "$ours" "$base")" '>= 5, >= 15000/s'
+
+# The same while another session holds a repeatable-read snapshot.
+as_pg "$PG_BINDIR/psql" -X -q -h "$dir" -p "$port" -d postgres \
+    -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM user_service.batch_jobs; SELECT pg_sleep(3600);" \
+    >/dev/null 2>&1 &
+holder_pid=$!
+sleep 1
+held=$(delete_batch 200001)
+kill "$holder_pid" 2>/dev/null || true
+holder_pid=""
+row 'the same, with a REPEATABLE READ transaction open, items/s' "$(fmt "$held")" "$(fmt "$ours") (without it)" "$(ratio "$held" "$ours")" '>= 0.7'
+
+echo "== submission"
+psql <<SQL
+CREATE TABLE bench_items AS
+SELECT jsonb_agg(jsonb_build_object('id', 900000000 + i)) AS items FROM generate_series(1, 100000) i;
+CREATE TABLE plain_items (batch_id bigint, item int, payload jsonb);
+SQL
+ours=$(for _ in $(seq "$RUNS"); do
+    psql -c "BEGIN" -c "SELECT bench_seconds(\$\$SELECT user_service.submit_batch('delete_user', items) FROM bench_items\$\$)" -c "ROLLBACK"
+done | median)
+base=$(for _ in $(seq "$RUNS"); do
+    psql -c "BEGIN" -c "SELECT bench_seconds(\$\$INSERT INTO plain_items SELECT 1, o, v FROM bench_items, jsonb_array_elements(items) WITH ORDINALITY AS e(v, o)\$\$)" -c "ROLLBACK"
+done | median)
+row 'submit_batch of 100,000 delete_user items, seconds' "$(awk -v v="$ours" 'BEGIN { printf "%.3f", v }')" \
+    "$(awk -v v="$base" 'BEGIN { printf "%.3f", v }') (INSERT ... jsonb_array_elements)" "$(ratio "$base" "$ours")" '>= 0.5'
+
+# Commit of a submission to its first item starting, 21 times.
+lat=$(for _ in $(seq 21); do
+    psql <<'SQL'
+BEGIN;
+SELECT user_service.submit_batch('delete_user', '[{"id": 999999999}]') AS b \gset
+SELECT clock_timestamp() AS c \gset
+COMMIT;
+SELECT user_service.wait_batch(:b, '10 s') \g /dev/null
+SELECT extract(epoch FROM started_at - :'c') * 1000 FROM user_service.batches WHERE batch_id = :b;
+SQL
+done | median)
+row 'commit of submit_batch to first item started, median ms' "$(awk -v v="$lat" 'BEGIN { printf "%.1f", v }')" '-' '-' '<= 5'
+
+machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $3 }')"
+{
+    echo "Measured on $(date -u +%Y-%m-%d) by \`bash test/bench/run.sh\` ($USERS users, median of $RUNS runs of ${SECONDS_PER_RUN}s, pgbench -M prepared -c 2 -j 2)."
+    echo "Machine: $machine."
+    echo
+    echo '| operation | ours | baseline | ratio | goal |'
+    echo '|---|---|---|---|---|'
+    printf '%s\n' "${rows[@]}"
+} >"$out"
+echo
+cat "$out"
