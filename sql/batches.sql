@@ -176,6 +176,14 @@ SELECT state, pending, succeeded, failed FROM user_service.batch_status(:b6);
 SELECT user_service.process_batches() AS processed;
 SELECT user_service.process_batches() AS processed;
 SELECT item, status, sqlstate FROM user_service.batch_results(:b6);
+-- a group of delete_user items is deleted in one statement (the fast path),
+-- with the outcomes of running the items one after the other
+SELECT id AS p1_id FROM user_service.users WHERE email = 'p1@example.com' \gset
+SELECT user_service.submit_batch('delete_user', format('[{"id": %s}, {"id": 999999}, {"id": %s}]',
+                                                       :p1_id, :p1_id)::jsonb, 10) AS b8 \gset
+SELECT user_service.process_batches() AS processed;
+SELECT item, status, user_id IS NOT NULL AS has_user, sqlstate, replace(error, :'p1_id', 'N') AS error
+  FROM user_service.batch_results(:b8);
 -- a cancel or a statement timeout stops process_batches: the group rolls
 -- back and its items are pending again (not failed, not retried later)
 SELECT user_service.submit_batch('create_user', $$[

@@ -320,12 +320,15 @@ static UsStatement us_open_batches = {
 	0
 };
 
+/*
+ * Items are claimed in input order, from item $3 on: see us_claim.
+ */
 static UsStatement us_claim_items = {
 	"SELECT item, payload, attempts FROM user_service.batch_items"
-	" WHERE batch_id = $1 AND status = 'pending'"
+	" WHERE batch_id = $1 AND status = 'pending' AND item > $3"
 	"   AND (not_before IS NULL OR not_before <= clock_timestamp())"
 	" ORDER BY item LIMIT $2 FOR UPDATE SKIP LOCKED",
-	2, {INT8OID, INT4OID}
+	3, {INT8OID, INT4OID, INT4OID}
 };
 
 static UsStatement us_record_items = {
@@ -784,6 +787,51 @@ us_release_slots(int64 batch_id, const uint32 *slots, int from, int to)
 	}
 }
 
+/*
+ * Where this process's last claim in a batch ended.  Finished items leave
+ * dead entries at the start of the pending index that vacuum cannot remove
+ * while an old snapshot is open; claiming from the last position skips
+ * them, so claiming stays cheap however long a batch runs.  Items left
+ * behind (a retry not yet due, a claim rolled back by a crash) are found by
+ * a claim from the start once the rest is taken.
+ */
+static int64 us_hint_batch = 0;
+static int32 us_hint_item = 0;
+
+/*
+ * us_claim
+ *		Claim up to want pending items of a batch, from the hint on, then
+ *		from the start if that found none.  Leaves them in SPI_tuptable.
+ */
+static int
+us_claim(int64 batch_id, int want)
+{
+	Datum		args[3];
+	int32		from = (batch_id == us_hint_batch) ? us_hint_item : 0;
+	int			n;
+
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = Int32GetDatum(want);
+	args[2] = Int32GetDatum(from);
+	us_spi_run(&us_claim_items, args, NULL, false, 0);
+	n = (int) SPI_processed;
+	if (n == 0 && from > 0)
+	{
+		args[2] = Int32GetDatum(0);
+		us_spi_run(&us_claim_items, args, NULL, false, 0);
+		n = (int) SPI_processed;
+	}
+	if (n > 0)
+	{
+		bool		isnull;
+
+		us_hint_batch = batch_id;
+		us_hint_item = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[n - 1],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return n;
+}
+
 /* The outcome of one item. */
 typedef struct UsItemResult
 {
@@ -944,6 +992,76 @@ us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
 }
 
 /*
+ * us_delete_group
+ *		The fast path of a group of delete_user items: one DELETE for all, in
+ *		one subtransaction.  An id that was not deleted fails its item with
+ *		P0002, as delete_user would.  Any error rolls the group back and
+ *		returns false: the caller then runs the items one by one, each with
+ *		its own outcome (cancels are thrown on, as there).
+ */
+static bool
+us_delete_group(SPITupleTable *claimed, UsItemResult *res, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int64	   *ids = palloc(sizeof(int64) * n);
+	bool	   *found = palloc(sizeof(bool) * n);
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		for (int i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			ids[i] = us_item_id(DatumGetJsonbP(SPI_getbinval(claimed->vals[i], claimed->tupdesc,
+															 2, &isnull)));
+		}
+		us_user_delete_many(ids, n, found);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+
+	if (!ok)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		res[i].user_id = ids[i];
+		if (found[i])
+		{
+			res[i].status = "succeeded";
+			res[i].has_user_id = true;
+		}
+		else
+		{
+			res[i].status = "failed";
+			res[i].sqlstate = pstrdup(unpack_sql_state(ERRCODE_NO_DATA_FOUND));
+			res[i].error = psprintf("user " INT64_FORMAT " not found", ids[i]);
+		}
+	}
+	return true;
+}
+
+/*
  * us_record_results
  *		Write the group's outcomes to its items, and its counts as one
  *		progress row (inserted: concurrent groups never wait on each other).
@@ -1043,7 +1161,6 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		int			want = us_kinds[kind].hashes ? 1 : Min(max_items, US_GROUP_MAX);
 		uint32		slots[US_GROUP_MAX];
 		int			nslots;
-		Datum		args[2];
 		UsItemResult *res;
 		int32	   *itemnos;
 		SPITupleTable *claimed;
@@ -1057,11 +1174,8 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 			continue;
 		}
 
-		args[0] = Int64GetDatum(batch_id);
-		args[1] = Int32GetDatum(nslots);
-		us_spi_run(&us_claim_items, args, NULL, false, 0);
+		n = us_claim(batch_id, nslots);
 		claimed = SPI_tuptable;
-		n = (int) SPI_processed;
 		/* slots beyond what was claimed go back at once */
 		us_release_slots(batch_id, slots, n, nslots);
 		if (n == 0)
@@ -1090,13 +1204,17 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		}
 
 		for (int i = 0; i < n; i++)
-		{
-			Jsonb	   *payload = DatumGetJsonbP(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 2, &isnull));
-			int32		attempts = DatumGetInt32(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 3, &isnull));
-
-			CHECK_FOR_INTERRUPTS();
 			res[i].item = itemnos[i];
-			us_process_item(kind, payload, attempts, &res[i]);
+		if (kind != US_KIND_DELETE_USER || n == 1 || !us_delete_group(claimed, res, n))
+		{
+			for (int i = 0; i < n; i++)
+			{
+				Jsonb	   *payload = DatumGetJsonbP(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 2, &isnull));
+				int32		attempts = DatumGetInt32(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 3, &isnull));
+
+				CHECK_FOR_INTERRUPTS();
+				us_process_item(kind, payload, attempts, &res[i]);
+			}
 		}
 
 		us_record_results(batch_id, res, n);

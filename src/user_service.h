@@ -122,6 +122,7 @@ extern void us_user_create(text *name, text *email, text *password,
 extern void us_user_update(int64 id, text *name, text *email,
 						   Datum *values, bool *nulls);
 extern void us_user_delete(int64 id);
+extern void us_user_delete_many(const int64 *ids, int n, bool *found);
 extern void us_user_set_password(int64 id, text *password);
 extern void us_compact_user_count(void);
 

@@ -444,17 +444,45 @@ us_execute(UsStatement *stmt, Datum *args, const char *argnulls,
  */
 
 /*
+ * What a call site of an API function keeps between calls (fn_extra): the
+ * result descriptor, and for the list functions user_info's descriptor.
+ * Looking them up on every call costs a catalog copy each time.
+ */
+typedef struct UsCallCache
+{
+	TupleDesc	result_desc;
+	TupleDesc	info_desc;
+} UsCallCache;
+
+static UsCallCache *
+us_call_cache(FunctionCallInfo fcinfo)
+{
+	UsCallCache *cache = (UsCallCache *) fcinfo->flinfo->fn_extra;
+
+	if (cache == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		TupleDesc	desc;
+
+		cache = palloc0(sizeof(UsCallCache));
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		cache->result_desc = BlessTupleDesc(desc);
+		cache->info_desc = lookup_rowtype_tupdesc_copy(us_catalog()->user_info_typid, -1);
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	return cache;
+}
+
+/*
  * us_result_desc
- *		The composite result descriptor of a function returning user_info.
+ *		The composite result descriptor of the function being called.
  */
 static TupleDesc
 us_result_desc(FunctionCallInfo fcinfo)
 {
-	TupleDesc	desc;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	return BlessTupleDesc(desc);
+	return us_call_cache(fcinfo)->result_desc;
 }
 
 /*
@@ -523,6 +551,55 @@ us_user_delete(int64 id)
 
 	if (us_execute(&us_delete_user, args, NULL, NULL, NULL) == 0)
 		us_user_not_found(id);
+}
+
+static UsStatement us_delete_users = {
+	"DELETE FROM user_service.users WHERE id = ANY ($1) RETURNING id",
+	1, {INT8ARRAYOID}
+};
+
+/*
+ * us_user_delete_many
+ *		Delete the users with these ids in one statement (the batch engine's
+ *		fast path for groups of delete_user items).  found[i] says that ids[i]
+ *		was deleted; of two equal ids only the first counts, as if the items
+ *		had run one after the other.
+ */
+void
+us_user_delete_many(const int64 *ids, int n, bool *found)
+{
+	const UsCatalog *cat = us_catalog();
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum		args[1];
+	UsSavedUser saved;
+
+	for (int i = 0; i < n; i++)
+	{
+		elems[i] = Int64GetDatum(ids[i]);
+		found[i] = false;
+	}
+	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+
+	us_become_owner(cat, &saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	us_spi_run(&us_delete_users, args, NULL, false, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+
+		for (int i = 0; i < n; i++)
+			if (ids[i] == id && !found[i])
+			{
+				found[i] = true;
+				break;
+			}
+	}
+	SPI_finish();
+	us_restore_user(&saved);
 }
 
 /*
@@ -710,7 +787,7 @@ us_list_page(FunctionCallInfo fcinfo, bool keyset, int64 after_id,
 	Snapshot	snapshot = GetActiveSnapshot();
 	const UsCatalog *cat = us_catalog();
 	TupleDesc	result_desc = us_result_desc(fcinfo);
-	TupleDesc	info_desc;
+	TupleDesc	info_desc = us_call_cache(fcinfo)->info_desc;
 	Oid			elemtype = cat->user_info_typid;
 	int16		elemlen;
 	bool		elembyval;
@@ -722,7 +799,6 @@ us_list_page(FunctionCallInfo fcinfo, bool keyset, int64 after_id,
 	bool		result_nulls[2] = {false, false};
 
 	get_typlenbyvalalign(elemtype, &elemlen, &elembyval, &elemalign);
-	info_desc = lookup_rowtype_tupdesc_copy(elemtype, -1);
 
 	total = us_count_users(snapshot);
 
