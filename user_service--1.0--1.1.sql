@@ -40,7 +40,7 @@ COMMENT ON TABLE user_service.batch_jobs IS
 -- in the transaction that processes them: counters without a hot row, like
 -- user_count_deltas.
 CREATE TABLE user_service.batch_progress (
-    batch_id  bigint      NOT NULL REFERENCES user_service.batch_jobs ON DELETE CASCADE,
+    batch_id  bigint      NOT NULL,
     started   timestamptz,
     at        timestamptz NOT NULL,
     succeeded int         NOT NULL DEFAULT 0,
@@ -51,13 +51,17 @@ CREATE INDEX batch_progress_batch ON user_service.batch_progress (batch_id);
 COMMENT ON TABLE user_service.batch_progress IS
     'items finished per batch, one row per group of items: their sums are the batch''s counts';
 
+-- (batch_items and batch_progress have no foreign key to batch_jobs on
+-- purpose: only the extension writes them, and a per-row check would cost
+-- submit_batch a query per item.  Retention deletes all three together.)
+
 -- One row per item, in input order.  payload is the submitted JSON object;
 -- its "password" is removed in the transaction that hashes it or records
 -- the item's final failure.  An item being processed stays 'pending' and is
 -- row-locked by the transaction processing it: if that transaction dies,
 -- the item is simply pending again.
 CREATE TABLE user_service.batch_items (
-    batch_id    bigint      NOT NULL REFERENCES user_service.batch_jobs ON DELETE CASCADE,
+    batch_id    bigint      NOT NULL,
     item        int         NOT NULL,
     status      text        NOT NULL DEFAULT 'pending'
                 CHECK (status IN ('pending', 'succeeded', 'failed', 'cancelled')),
@@ -67,12 +71,17 @@ CREATE TABLE user_service.batch_items (
     user_id     bigint,
     sqlstate    text,
     error       text,
-    finished_at timestamptz,
-    PRIMARY KEY (batch_id, item)
+    finished_at timestamptz
 );
--- what claiming scans: only pending items
+-- What claiming, recording and cancelling use: the pending items only.
+-- (batch_id, item) is unique by construction (submit_batch numbers the
+-- items); a unique index on it would be a second b-tree to maintain for
+-- every submitted item, for no query's benefit.
 CREATE INDEX batch_items_pending ON user_service.batch_items (batch_id, item)
     WHERE status = 'pending';
+-- What batch_results and retention use: items are stored in batch order, so
+-- a BRIN index finds a batch's pages at almost no cost.
+CREATE INDEX batch_items_batch ON user_service.batch_items USING brin (batch_id);
 COMMENT ON TABLE user_service.batch_items IS
     'items of the batches; results and errors per item, never a password once finished';
 

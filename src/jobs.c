@@ -340,7 +340,7 @@ static UsStatement us_record_items = {
 	"                      ELSE i.payload - 'password'::text END"
 	"  FROM unnest($2::int4[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::timestamptz[])"
 	"       AS r(item, status, user_id, sqlstate, error, not_before)"
-	" WHERE i.batch_id = $1 AND i.item = r.item",
+	" WHERE i.batch_id = $1 AND i.item = r.item AND i.status = 'pending'",
 	7, {INT8OID, INT4ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 	TEXTARRAYOID, TIMESTAMPTZARRAYOID}
 };
@@ -352,7 +352,11 @@ static UsStatement us_insert_progress = {
 };
 
 static UsStatement us_purge = {
-	"DELETE FROM user_service.batch_jobs WHERE finished_at < now() - $1::interval",
+	"WITH b AS (DELETE FROM user_service.batch_jobs"
+	"           WHERE finished_at < now() - $1::interval RETURNING id),"
+	"     i AS (DELETE FROM user_service.batch_items WHERE batch_id IN (SELECT id FROM b)),"
+	"     p AS (DELETE FROM user_service.batch_progress WHERE batch_id IN (SELECT id FROM b))"
+	" SELECT count(*) FROM b",
 	1, {TEXTOID}
 };
 
@@ -1277,11 +1281,12 @@ us_purge_batches(void)
 	UsSavedUser saved;
 	Datum		args[1] = {CStringGetTextDatum(user_service_batch_retention)};
 	int64		n;
+	bool		isnull;
 
 	us_spi_begin(&saved);
 	us_spi_run(&us_mark_all_finished, NULL, NULL, false, 0);
 	us_spi_run(&us_purge, args, NULL, false, 0);
-	n = (int64) SPI_processed;
+	n = DatumGetInt64(us_spi_value(0, 1, &isnull));
 	us_compact_user_count();
 	us_spi_end(&saved);
 	return n;
