@@ -31,6 +31,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/itemptr.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "nodes/makefuncs.h"
@@ -324,13 +325,20 @@ static UsStatement us_open_batches = {
  * Items are claimed in input order, from item $3 on: see us_claim.
  */
 static UsStatement us_claim_items = {
-	"SELECT item, payload, attempts FROM user_service.batch_items"
+	"SELECT item, payload, attempts, ctid FROM user_service.batch_items"
 	" WHERE batch_id = $1 AND status = 'pending' AND item > $3"
 	"   AND (not_before IS NULL OR not_before <= clock_timestamp())"
 	" ORDER BY item LIMIT $2 FOR UPDATE SKIP LOCKED",
 	3, {INT8OID, INT4OID, INT4OID}
 };
 
+/*
+ * The group's items are found by the row versions the claim locked (their
+ * ctids, which nothing else can change while we hold the locks): a TID scan,
+ * whatever the planner believes about the table.  (Joined on item, a plan
+ * made while the statistics still saw an empty table walked every pending
+ * item of the batch for each item of the group.)
+ */
 static UsStatement us_record_items = {
 	"UPDATE user_service.batch_items i"
 	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
@@ -338,10 +346,10 @@ static UsStatement us_record_items = {
 	"       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,"
 	"       payload = CASE WHEN r.status = 'pending' THEN i.payload"
 	"                      ELSE i.payload - 'password'::text END"
-	"  FROM unnest($2::int4[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::timestamptz[])"
-	"       AS r(item, status, user_id, sqlstate, error, not_before)"
-	" WHERE i.batch_id = $1 AND i.item = r.item AND i.status = 'pending'",
-	7, {INT8OID, INT4ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	"  FROM unnest($1::tid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[])"
+	"       AS r(tid, status, user_id, sqlstate, error, not_before)"
+	" WHERE i.ctid = ANY ($1) AND i.ctid = r.tid",
+	6, {TIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 	TEXTARRAYOID, TIMESTAMPTZARRAYOID}
 };
 
@@ -840,6 +848,7 @@ us_claim(int64 batch_id, int want)
 typedef struct UsItemResult
 {
 	int32		item;
+	ItemPointerData tid;		/* the claimed row version */
 	const char *status;			/* succeeded, failed, or pending (retry) */
 	int64		user_id;
 	bool		has_user_id;
@@ -940,59 +949,115 @@ us_transient(int sqlerrcode)
 }
 
 /*
- * us_process_item
- *		Run one item in a subtransaction and note its outcome: an error rolls
- *		back the item's effects alone, and the rest of the group goes on.
- *		A cancel request or statement timeout is not the item's fault: it is
- *		thrown on, and the whole transaction (the group) rolls back.
+ * us_run_in_subxact
+ *		Run fn(arg) in a subtransaction.  Returns NULL when it succeeded;
+ *		otherwise the subtransaction is rolled back (the work of fn alone)
+ *		and its error returned.  A cancel request or statement timeout is not
+ *		the work's fault: it is thrown on, and the whole transaction (the
+ *		group) rolls back.
  */
-static void
-us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
+static ErrorData *
+us_run_in_subxact(void (*fn) (void *), void *arg)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		r->user_id = us_apply_item(kind, payload);
-		r->has_user_id = true;
-		r->status = "succeeded";
+		fn(arg);
 		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-
-		r->has_user_id = false;
-		r->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
-		r->error = pstrdup(edata->message);
-		if (us_transient(edata->sqlerrcode) && attempts + 1 < user_service_max_attempts)
-		{
-			/* back off 100 ms, 200 ms, 400 ms, ... at most 10 s */
-			int64		delay_ms = Min((int64) 100 << Min(attempts, 7), 10000);
-
-			r->status = "pending";
-			r->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
-		}
-		else
-			r->status = "failed";
-		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	if (edata != NULL && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
+	return edata;
+}
+
+typedef struct UsApplyArg
+{
+	UsKind		kind;
+	Jsonb	   *payload;
+	int64		user_id;
+} UsApplyArg;
+
+static void
+us_apply_item_cb(void *arg)
+{
+	UsApplyArg *a = (UsApplyArg *) arg;
+
+	a->user_id = us_apply_item(a->kind, a->payload);
+}
+
+/*
+ * us_process_item
+ *		Run one item in a subtransaction and note its outcome: an error rolls
+ *		back the item's effects alone, and the rest of the group goes on.
+ */
+static void
+us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
+{
+	UsApplyArg	a = {kind, payload, 0};
+	ErrorData  *edata = us_run_in_subxact(us_apply_item_cb, &a);
+
+	if (edata == NULL)
+	{
+		r->user_id = a.user_id;
+		r->has_user_id = true;
+		r->status = "succeeded";
+		return;
+	}
+
+	r->has_user_id = false;
+	r->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+	r->error = pstrdup(edata->message);
+	if (us_transient(edata->sqlerrcode) && attempts + 1 < user_service_max_attempts)
+	{
+		/* back off 100 ms, 200 ms, 400 ms, ... at most 10 s */
+		int64		delay_ms = Min((int64) 100 << Min(attempts, 7), 10000);
+
+		r->status = "pending";
+		r->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+	}
+	else
+		r->status = "failed";
+	FreeErrorData(edata);
+}
+
+typedef struct UsDeleteArg
+{
+	SPITupleTable *claimed;
+	int			n;
+	int64	   *ids;
+	bool	   *found;
+} UsDeleteArg;
+
+static void
+us_delete_group_cb(void *arg)
+{
+	UsDeleteArg *a = (UsDeleteArg *) arg;
+
+	for (int i = 0; i < a->n; i++)
+	{
+		bool		isnull;
+
+		a->ids[i] = us_item_id(DatumGetJsonbP(SPI_getbinval(a->claimed->vals[i],
+															a->claimed->tupdesc,
+															2, &isnull)));
+	}
+	us_user_delete_many(a->ids, a->n, a->found);
 }
 
 /*
@@ -1001,56 +1066,23 @@ us_process_item(UsKind kind, Jsonb *payload, int32 attempts, UsItemResult *r)
  *		one subtransaction.  An id that was not deleted fails its item with
  *		P0002, as delete_user would.  Any error rolls the group back and
  *		returns false: the caller then runs the items one by one, each with
- *		its own outcome (cancels are thrown on, as there).
+ *		its own outcome.
  */
 static bool
 us_delete_group(SPITupleTable *claimed, UsItemResult *res, int n)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	int64	   *ids = palloc(sizeof(int64) * n);
-	bool	   *found = palloc(sizeof(bool) * n);
-	volatile bool ok = true;
+	UsDeleteArg a = {claimed, n, palloc(sizeof(int64) * n), palloc(sizeof(bool) * n)};
+	ErrorData  *edata = us_run_in_subxact(us_delete_group_cb, &a);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	if (edata != NULL)
 	{
-		for (int i = 0; i < n; i++)
-		{
-			bool		isnull;
-
-			ids[i] = us_item_id(DatumGetJsonbP(SPI_getbinval(claimed->vals[i], claimed->tupdesc,
-															 2, &isnull)));
-		}
-		us_user_delete_many(ids, n, found);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
 		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-
-	if (!ok)
 		return false;
+	}
 	for (int i = 0; i < n; i++)
 	{
-		res[i].user_id = ids[i];
-		if (found[i])
+		res[i].user_id = a.ids[i];
+		if (a.found[i])
 		{
 			res[i].status = "succeeded";
 			res[i].has_user_id = true;
@@ -1059,7 +1091,7 @@ us_delete_group(SPITupleTable *claimed, UsItemResult *res, int n)
 		{
 			res[i].status = "failed";
 			res[i].sqlstate = pstrdup(unpack_sql_state(ERRCODE_NO_DATA_FOUND));
-			res[i].error = psprintf("user " INT64_FORMAT " not found", ids[i]);
+			res[i].error = psprintf("user " INT64_FORMAT " not found", a.ids[i]);
 		}
 	}
 	return true;
@@ -1073,7 +1105,7 @@ us_delete_group(SPITupleTable *claimed, UsItemResult *res, int n)
 static void
 us_record_results(int64 batch_id, UsItemResult *res, int n)
 {
-	Datum	   *items = palloc(sizeof(Datum) * n);
+	Datum	   *tids = palloc(sizeof(Datum) * n);
 	Datum	   *status = palloc(sizeof(Datum) * n);
 	Datum	   *user_ids = palloc(sizeof(Datum) * n);
 	Datum	   *sqlstates = palloc(sizeof(Datum) * n);
@@ -1086,13 +1118,13 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 	int			lbs[1] = {1};
 	int32		succeeded = 0;
 	int32		failed = 0;
-	Datum		args[7];
+	Datum		args[6];
 
 	for (int i = 0; i < n; i++)
 	{
 		bool		pending = strcmp(res[i].status, "pending") == 0;
 
-		items[i] = Int32GetDatum(res[i].item);
+		tids[i] = PointerGetDatum(&res[i].tid);
 		status[i] = CStringGetTextDatum(res[i].status);
 		user_ids[i] = Int64GetDatum(res[i].user_id);
 		user_nulls[i] = !res[i].has_user_id;
@@ -1107,20 +1139,21 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 			failed++;
 	}
 
-	args[0] = Int64GetDatum(batch_id);
-	args[1] = PointerGetDatum(construct_array(items, n, INT4OID, 4, true, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(status, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_md_array(user_ids, user_nulls, 1, dims, lbs,
+	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
+											  false, TYPALIGN_SHORT));
+	args[1] = PointerGetDatum(construct_array(status, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_md_array(user_ids, user_nulls, 1, dims, lbs,
 												 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[4] = PointerGetDatum(construct_md_array(sqlstates, err_nulls, 1, dims, lbs,
+	args[3] = PointerGetDatum(construct_md_array(sqlstates, err_nulls, 1, dims, lbs,
 												 TEXTOID, -1, false, TYPALIGN_INT));
-	args[5] = PointerGetDatum(construct_md_array(errors, err_nulls, 1, dims, lbs,
+	args[4] = PointerGetDatum(construct_md_array(errors, err_nulls, 1, dims, lbs,
 												 TEXTOID, -1, false, TYPALIGN_INT));
-	args[6] = PointerGetDatum(construct_md_array(not_before, nb_nulls, 1, dims, lbs,
+	args[5] = PointerGetDatum(construct_md_array(not_before, nb_nulls, 1, dims, lbs,
 												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 												 TYPALIGN_DOUBLE));
 	us_spi_run(&us_record_items, args, NULL, false, 0);
 
+	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int32GetDatum(succeeded);
 	args[2] = Int32GetDatum(failed);
 	us_spi_run(&us_insert_progress, args, NULL, false, 0);
@@ -1191,7 +1224,10 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		res = palloc0(sizeof(UsItemResult) * n);
 		itemnos = palloc(sizeof(int32) * n);
 		for (int i = 0; i < n; i++)
+		{
 			itemnos[i] = DatumGetInt32(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 1, &isnull));
+			res[i].tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 4, &isnull));
+		}
 
 		if (slot != NULL)
 		{
