@@ -305,6 +305,13 @@ static UsStatement us_mark_finished = {
 	1, {INT8OID}
 };
 
+/* Cheap first look: does the batch still have pending items? */
+static UsStatement us_pending_left = {
+	"SELECT EXISTS (SELECT FROM user_service.batch_items"
+	"                WHERE batch_id = $1 AND status = 'pending')",
+	1, {INT8OID}
+};
+
 /* The same for every open batch (housekeeping). */
 static UsStatement us_mark_all_finished = {
 	"UPDATE user_service.batch_jobs b"
@@ -1296,10 +1303,17 @@ us_mark_batch_finished(int64 batch_id)
 	UsSavedUser saved;
 	Datum		args[1] = {Int64GetDatum(batch_id)};
 	bool		marked;
+	bool		isnull;
 
 	us_spi_begin(&saved);
-	us_spi_run(&us_mark_finished, args, NULL, false, 0);
-	marked = SPI_processed > 0;
+	us_spi_run(&us_pending_left, args, NULL, true, 1);
+	if (DatumGetBool(us_spi_value(0, 1, &isnull)))
+		marked = false;			/* others are still at it, or retries are due */
+	else
+	{
+		us_spi_run(&us_mark_finished, args, NULL, false, 0);
+		marked = SPI_processed > 0;
+	}
 	us_spi_end(&saved);
 	return marked;
 }

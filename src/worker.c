@@ -696,6 +696,15 @@ user_service_worker_main(Datum arg)
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * A group's effects and its results commit together, so a commit lost in
+	 * a crash loses both, and the items are simply pending again: nothing is
+	 * lost or applied twice either way.  Not waiting for the WAL flush on
+	 * every group is then free throughput (one flush per hashed item
+	 * otherwise).
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	for (;;)
 	{
 		bool		deferred = false;
