@@ -1172,8 +1172,10 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
  *		batch that has a free concurrency slot and a pending item, claim up to
  *		max_items of its items (one for kinds that hash, since each hash
  *		keeps a slot busy), process them, record the results.  Returns how
- *		many items it processed (0: nothing to do), and in *batch_id the
- *		batch they belong to; *work_deferred says that some open batch had
+ *		many items it processed (0: nothing to do), and in *check_batch
+ *		a batch that may now be complete (else 0): the one it processed, or
+ *		one where it found nothing to take; *work_deferred says that some
+ *		open batch had
  *		pending items it could not take now (no free slot, items held by
  *		others, or waiting for a retry), so the caller should look again soon.
  *		slot is the calling worker's shared-memory slot (NULL for
@@ -1181,14 +1183,14 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
  */
 int
 us_process_group(UsWorkerSlot *slot, int max_items,
-				 int64 *processed_batch, bool *work_deferred)
+				 int64 *check_batch, bool *work_deferred)
 {
 	UsSavedUser saved;
 	SPITupleTable *batches;
 	uint64		nbatches;
 	int			processed = 0;
 
-	*processed_batch = 0;
+	*check_batch = 0;
 	*work_deferred = false;
 
 	us_spi_begin(&saved);
@@ -1224,6 +1226,9 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		us_release_slots(batch_id, slots, n, nslots);
 		if (n == 0)
 		{
+			/* nothing to take: the batch may be complete, have a look */
+			if (*check_batch == 0)
+				*check_batch = batch_id;
 			*work_deferred = true;
 			continue;
 		}
@@ -1266,7 +1271,14 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 
 		us_record_results(batch_id, res, n);
 		us_release_slots(batch_id, slots, 0, n);
-		*processed_batch = batch_id;
+		/*
+		 * The group may have been the batch's last when its items hash (each
+		 * is a transaction of its own anyway) or when the claim found fewer
+		 * items than it could take; otherwise there are pending items left,
+		 * and the completion check can be spared.
+		 */
+		if (us_kinds[kind].hashes || n < nslots)
+			*check_batch = batch_id;
 		processed = n;
 	}
 

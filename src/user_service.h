@@ -132,7 +132,7 @@ extern void us_compact_user_count(void);
 
 typedef struct UsWorkerSlot UsWorkerSlot;
 extern int	us_process_group(UsWorkerSlot *slot, int max_items,
-							 int64 *processed_batch, bool *work_deferred);
+							 int64 *check_batch, bool *work_deferred);
 extern bool us_mark_batch_finished(int64 batch_id);
 extern bool us_batch_tables_exist(void);
 extern int64 us_purge_batches(void);

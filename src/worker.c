@@ -601,7 +601,7 @@ us_worker_transaction(bool housekeeping, bool *deferred)
 	CommitTransactionCommand();
 	us_slot_clear(us_my_slot);
 
-	if (n > 0)
+	if (batch_id != 0)
 	{
 		bool		finished;
 
