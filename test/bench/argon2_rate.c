@@ -4,11 +4,16 @@
  *		second libargon2 computes in N threads, with the same parameters the
  *		extension uses, computed in each thread (threads = 1 per hash).
  *
- *		argon2_rate THREADS SECONDS MEMORY_KIB ITERATIONS LANES
+ *		argon2_rate THREADS SECONDS MEMORY_KIB ITERATIONS LANES [sodium]
  *		prints: hashes/s
+ *
+ *		With "sodium", the hashes are computed by libsodium's argon2id
+ *		(crypto_pwhash, lanes = 1 only) instead: the comparison that decides
+ *		which library the extension should use for parallelism-1 hashes.
  */
 #include <argon2.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +22,7 @@
 
 static uint32_t m_cost, t_cost, lanes;
 static double seconds;
+static int	use_sodium;
 
 static double
 now(void)
@@ -41,6 +47,18 @@ run(void *arg)
 		argon2_context ctx;
 		int			n = snprintf(pwd, sizeof(pwd), "password %ld", *count);
 
+		if (use_sodium)
+		{
+			if (crypto_pwhash(out, sizeof(out), pwd, (unsigned long long) n, salt,
+							  t_cost, (size_t) m_cost * 1024,
+							  crypto_pwhash_ALG_ARGON2ID13) != 0)
+			{
+				fprintf(stderr, "crypto_pwhash failed\n");
+				exit(1);
+			}
+			(*count)++;
+			continue;
+		}
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.out = out;
 		ctx.outlen = sizeof(out);
@@ -72,9 +90,15 @@ main(int argc, char **argv)
 	long		total = 0;
 	double		start;
 
-	if (argc != 6)
+	if (argc != 6 && !(argc == 7 && strcmp(argv[6], "sodium") == 0))
 	{
-		fprintf(stderr, "usage: %s THREADS SECONDS MEMORY_KIB ITERATIONS LANES\n", argv[0]);
+		fprintf(stderr, "usage: %s THREADS SECONDS MEMORY_KIB ITERATIONS LANES [sodium]\n", argv[0]);
+		return 2;
+	}
+	use_sodium = argc == 7;
+	if (use_sodium && (sodium_init() < 0 || atol(argv[5]) != 1))
+	{
+		fprintf(stderr, "libsodium: cannot initialise, or LANES is not 1\n");
 		return 2;
 	}
 	nthreads = atoi(argv[1]);
