@@ -1238,6 +1238,7 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		for (int i = 0; i < n; i++)
 		{
 			itemnos[i] = DatumGetInt32(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 1, &isnull));
+			res[i].item = itemnos[i];
 			res[i].tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(claimed->vals[i], claimed->tupdesc, 4, &isnull));
 		}
 
@@ -1255,8 +1256,6 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 			pgstat_report_activity(STATE_RUNNING, activity);
 		}
 
-		for (int i = 0; i < n; i++)
-			res[i].item = itemnos[i];
 		if (kind != US_KIND_DELETE_USER || n == 1 || !us_delete_group(claimed, res, n))
 		{
 			for (int i = 0; i < n; i++)
@@ -1271,6 +1270,7 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 
 		us_record_results(batch_id, res, n);
 		us_release_slots(batch_id, slots, 0, n);
+
 		/*
 		 * The group may have been the batch's last when its items hash (each
 		 * is a transaction of its own anyway) or when the claim found fewer
