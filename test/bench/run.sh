@@ -18,8 +18,8 @@ RUNS=${BENCH_RUNS:-3}
 port=${BENCH_PORT:-54339}
 out="$here/test/bench/results.md"
 
-# libsodium only for the comparison of hashing libraries below
-US_PACKAGES="$US_PACKAGES libsodium-dev"
+# libsodium only for the comparison of hashing libraries, gnuplot for the chart
+US_PACKAGES="$US_PACKAGES libsodium-dev gnuplot-nox"
 ensure_packages
 work=$(copy_tree "$here")
 build_and_install "$work"
@@ -73,15 +73,9 @@ row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); echo "  $1: ours 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 fmt() { awk -v v="$1" 'BEGIN { printf (v >= 100) ? "%.0f" : "%.1f", v }'; }
 
-echo "== loading $USERS users"
-t0=$(date +%s.%N)
 psql <<SQL
 CREATE EXTENSION user_service;
 SELECT id FROM user_service.create_user('User 1', 'user1@example.com', 'password 1') \g /dev/null
-SELECT password_hash AS hash FROM user_service.users \gset
-INSERT INTO user_service.users (name, email, password_hash)
-SELECT 'User ' || i, 'user' || i || '@example.com', :'hash' FROM generate_series(2, $USERS) i;
-VACUUM (ANALYZE) user_service.users;
 CREATE FUNCTION bench_seconds(sql text) RETURNS float8 LANGUAGE plpgsql AS \$\$
 DECLARE t0 timestamptz := clock_timestamp();
 BEGIN
@@ -89,8 +83,43 @@ BEGIN
     RETURN extract(epoch FROM clock_timestamp() - t0);
 END \$\$;
 SQL
-load_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-echo "  loaded in ${load_s}s (one argon2 hash, reused: the load measures the table, not hashing)"
+
+# grow_to N: add users up to N (one argon2 hash, reused: the load measures the
+# table, not hashing)
+grow_to() {
+    psql <<SQL
+SELECT password_hash AS hash FROM user_service.users WHERE id = 1 \gset
+INSERT INTO user_service.users (name, email, password_hash)
+SELECT 'User ' || i, 'user' || i || '@example.com', :'hash'
+  FROM generate_series((SELECT max(id) FROM user_service.users) + 1, $1) i;
+VACUUM (ANALYZE) user_service.users;
+SQL
+}
+
+# latency NAME SQL...: mean latency (ms) of a pgbench script, 2 clients, 3 s
+latency() {
+    local file="$work/$1.pgbench"
+    shift
+    printf '%s\n' "$@" >"$file"
+    chown "$(pg_owner):" "$file" 2>/dev/null || true
+    as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 -T 3 -f "$file" postgres 2>/dev/null |
+        sed -nE 's/^latency average = ([0-9.]+) ms/\1/p'
+}
+
+# How cost grows with the table: list_users(1, 20), the deepest
+# list_users_after page and the two-query baseline at 10k, 100k and 1M users.
+echo "== growth"
+printf '# users list_users(1,20) list_users_after(deepest) count+offset0\n' >"$work/growth.dat"
+for size in 10000 100000 "$USERS"; do
+    grow_to "$size"
+    a=$(latency g_list 'SELECT * FROM user_service.list_users(1, 20);')
+    b=$(latency g_after "SELECT * FROM user_service.list_users_after($((size - 20)), 20);")
+    c=$(latency g_base 'SELECT count(*) FROM user_service.users;' \
+        'SELECT id, name, email, created_at, updated_at FROM user_service.users ORDER BY id LIMIT 20 OFFSET 0;')
+    echo "  $size users: list_users(1,20) ${a} ms, list_users_after(deepest) ${b} ms, count+offset ${c} ms"
+    echo "$size $a $b $c" >>"$work/growth.dat"
+done
+[ "$(psql -c 'SELECT count(*) FROM user_service.users')" = "$USERS" ] || { echo "load failed"; exit 1; }
 
 echo "== reads"
 ours=$(tps get_ours "\\set id random(1, $USERS)" 'SELECT * FROM user_service.get_user(:id);')
@@ -111,6 +140,16 @@ base=$(tps listd_base 'SELECT count(*) FROM user_service.users;' \
 row "list_users($deep_page, 20), ops/s" "$(fmt "$ours")" "$(fmt "$base")" "$(ratio "$ours" "$base")" 'report'
 after=$(tps lista_ours "SELECT * FROM user_service.list_users_after($deep_offset, 20);")
 row "list_users_after($deep_offset, 20), ops/s" "$(fmt "$after")" "$(fmt "$base")" "$(ratio "$after" "$base")" '>= 100'
+
+echo "== the exact total under concurrent inserts"
+# The count trigger appends one row per statement: concurrent inserts must
+# not slow down because of it.  Same table, same indexes, without triggers.
+psql -c "CREATE TABLE bench_users_plain (LIKE user_service.users INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)"
+ours=$(tps ins_ours '\set r random(1, 1000000000000)' \
+    "INSERT INTO user_service.users (name, email, password_hash) VALUES ('I', 'ins' || :r || '@example.com', 'x');")
+base=$(tps ins_base '\set r random(1, 1000000000000)' \
+    "INSERT INTO bench_users_plain (name, email, password_hash) VALUES ('I', 'ins' || :r || '@example.com', 'x');")
+row 'INSERT into users, 2 clients, ops/s (with the count trigger)' "$(fmt "$ours")" "$(fmt "$base") (same table, no trigger)" "$(ratio "$ours" "$base")" 'no drop (~1)'
 
 echo "== hashing"
 raw=$(for _ in $(seq "$RUNS"); do as_pg "$work/argon2_rate" 2 "$SECONDS_PER_RUN" 19456 2 1; done | median)
@@ -181,6 +220,13 @@ kill "$holder_pid" 2>/dev/null || true
 holder_pid=""
 row 'the same, with a REPEATABLE READ transaction open, items/s' "$(fmt "$held")" "$(fmt "$ours") (without it)" "$(ratio "$held" "$ours")" '>= 0.7'
 
+# The same batch with 1,000,000 finished items retained in the job table
+# (a batch of ids that do not exist: each item fails at once).
+psql -c "SELECT user_service.wait_batch(user_service.submit_batch('delete_user',
+    (SELECT jsonb_agg(jsonb_build_object('id', 2000000000 + i)) FROM generate_series(1, 1000000) i), 200), '30 minutes')" >/dev/null
+retained=$(delete_batch 300001)
+row 'the same, with 1,000,000 finished items retained, items/s' "$(fmt "$retained")" "$(fmt "$ours") (an almost empty job table)" "$(ratio "$retained" "$ours")" 'flat (~1)'
+
 echo "== submission"
 psql <<SQL
 CREATE TABLE bench_items AS
@@ -217,6 +263,28 @@ machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' 
     echo '| operation | ours | baseline | ratio | goal |'
     echo '|---|---|---|---|---|'
     printf '%s\n' "${rows[@]}"
+    echo
+    echo 'Latency (ms per call) as the table grows (test/bench/growth.png):'
+    echo
+    echo '| users | list_users(1, 20) | list_users_after(deepest) | count(*) + OFFSET 0 (baseline) |'
+    echo '|---|---|---|---|'
+    awk 'NR > 1 { printf "| %d | %s | %s | %s |\n", $1, $2, $3, $4 }' "$work/growth.dat"
 } >"$out"
+# the chart: latency against size, ours beside the baseline
+chmod 644 "$work/growth.dat"
+gnuplot <<GP
+set terminal pngcairo size 900,540 font ",10"
+set output "$here/test/bench/growth.png"
+set title "Latency against number of users (2 clients, mean per call)"
+set logscale xy
+set xlabel "users"
+set ylabel "ms per call"
+set key top left
+set grid
+plot "$work/growth.dat" using 1:4 with linespoints lw 2 title "baseline: count(*) + LIMIT 20 OFFSET 0", \
+     "$work/growth.dat" using 1:2 with linespoints lw 2 title "list_users(1, 20)", \
+     "$work/growth.dat" using 1:3 with linespoints lw 2 title "list_users_after(deepest page)"
+GP
+cp "$work/growth.dat" "$here/test/bench/growth.dat"
 echo
 cat "$out"
