@@ -274,7 +274,7 @@ machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' 
 # the chart: latency against size, ours beside the baseline
 chmod 644 "$work/growth.dat"
 gnuplot <<GP
-set terminal pngcairo size 900,540 font ",10"
+set terminal pngcairo size 900,540 font ",10" noenhanced
 set output "$here/test/bench/growth.png"
 set title "Latency against number of users (2 clients, mean per call)"
 set logscale xy
