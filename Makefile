@@ -18,7 +18,7 @@ OBJS = \
 	src/worker.o
 DATA = user_service--1.0.sql user_service--1.0--1.1.sql
 
-SHLIB_LINK += -largon2
+SHLIB_LINK += -largon2 -lsodium
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # pg_regress: sql/*.sql against expected/*.out, one file per feature.

@@ -56,15 +56,19 @@ RESET user_service.argon2_memory_kib;
 RESET user_service.argon2_iterations;
 RESET user_service.argon2_parallelism;
 
--- Hashes made by another implementation (the argon2 command-line tool):
--- argon2i, argon2d, argon2id, version 0x10 and 0x13, p > 1, a 64-byte tag.
--- The first is the example of libargon2's README ("password", "somesalt").
+-- Hashes made by another implementation (the argon2 command-line tool, on
+-- libargon2): argon2i, argon2d, argon2id, version 0x10 and 0x13, p > 1, a
+-- 64-byte tag.  The first is the example of libargon2's README ("password",
+-- "somesalt").  "Ref p1" (argon2id 1.3, one lane, 16-byte salt) is one that
+-- this extension verifies with libsodium: libargon2's hash, libsodium's
+-- check.  (The other way round is in test/t/001_argon2_interop.pl.)
 INSERT INTO user_service.users (name, email, password_hash) VALUES
  ('Ref i',   'ref-i@example.com',   '$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG'),
  ('Ref id',  'ref-id@example.com',  '$argon2id$v=19$m=1024,t=3,p=2$c2FsdHNhbHQxMjM0$MJd2GK3lOaAIqrZ2J+DfQBy7bqh1+6cDZDQcazlyMs4'),
  ('Ref d',   'ref-d@example.com',   '$argon2d$v=19$m=1024,t=3,p=2$c2FsdHNhbHQxMjM0$mgOAB2xebw/kCNHnXMaXGHIoe/oLfqUKqVke9ASAvqc'),
  ('Ref v16', 'ref-v16@example.com', '$argon2id$v=16$m=256,t=1,p=1$c2FsdHNhbHQxMjM0$rZf3CBMdhDXCwltx9WhnTp90rK9CQPc0HaAkC6DFkdM'),
- ('Ref l64', 'ref-l64@example.com', '$argon2i$v=19$m=64,t=2,p=1$c2FsdHNhbHQxMjM0$vGeISNyaMIwUf2heyhQEbrNVma1j1DDy+ss/+ES5eX5OX8H4sYlWc79Q9PmShoQKt5WQtUNddtIRh6SMh6Afjg');
+ ('Ref l64', 'ref-l64@example.com', '$argon2i$v=19$m=64,t=2,p=1$c2FsdHNhbHQxMjM0$vGeISNyaMIwUf2heyhQEbrNVma1j1DDy+ss/+ES5eX5OX8H4sYlWc79Q9PmShoQKt5WQtUNddtIRh6SMh6Afjg'),
+ ('Ref p1',  'ref-p1@example.com',  '$argon2id$v=19$m=1024,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$fijZDvVurCnsVjv86S9c1Yg9YxN2BhVEkTevKdOdGis');
 BEGIN READ ONLY;
 SELECT email,
        user_service.verify_password(email, CASE WHEN email = 'ref-i@example.com'

@@ -15,6 +15,7 @@
 
 #include <argon2.h>
 #include <limits.h>
+#include <sodium.h>
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -187,6 +188,9 @@ _PG_init(void)
 							   us_check_retention, NULL, NULL);
 
 	MarkGUCPrefixReserved("user_service");
+
+	/* libsodium computes the common argon2id hashes (see password.c) */
+	us_sodium_ready = sodium_init() >= 0;
 
 	us_shmem_init_hooks();
 	if (process_shared_preload_libraries_in_progress)

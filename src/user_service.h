@@ -97,6 +97,7 @@ extern int	us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
 					   bool read_only, long tcount);
 
 /* password.c */
+extern bool us_sodium_ready;
 typedef struct UsPhc
 {
 	int			type;			/* argon2_type */

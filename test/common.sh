@@ -5,7 +5,7 @@ PG_BINDIR=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PG_BINDIR/pg_config
 
 # Debian 12 packages the build, the tests and the demo need.
-US_PACKAGES="postgresql-15 postgresql-server-dev-15 libargon2-dev libipc-run-perl
+US_PACKAGES="postgresql-15 postgresql-server-dev-15 libargon2-dev libsodium-dev libipc-run-perl
              make gcc python3 python3-argon2"
 
 # Commands that must run as root: directly when we are root, else via sudo.

@@ -152,14 +152,16 @@ base=$(tps ins_base '\set r random(1, 1000000000000)' \
 row 'INSERT into users, 2 clients, ops/s (with the count trigger)' "$(fmt "$ours")" "$(fmt "$base") (same table, no trigger)" "$(ratio "$ours" "$base")" 'no drop (~1)'
 
 echo "== hashing"
-raw=$(for _ in $(seq "$RUNS"); do as_pg "$work/argon2_rate" 2 "$SECONDS_PER_RUN" 19456 2 1; done | median)
-# Which library for parallelism-1 argon2id: libsodium only if it wins by 1.2x.
+# The extension hashes parallelism-1 argon2id with libsodium (it won by about
+# 1.2x): the baseline of the hashing rows is libsodium too, 2 threads.
+raw=$(for _ in $(seq "$RUNS"); do as_pg "$work/argon2_rate" 2 "$SECONDS_PER_RUN" 19456 2 1 sodium; done | median)
+# The comparison behind that choice.
 one=$(for _ in $(seq "$RUNS"); do as_pg "$work/argon2_rate" 1 "$SECONDS_PER_RUN" 19456 2 1; done | median)
 sod=$(for _ in $(seq "$RUNS"); do as_pg "$work/argon2_rate" 1 "$SECONDS_PER_RUN" 19456 2 1 sodium; done | median)
-row 'argon2id m=19456 t=2 p=1, 1 thread, hashes/s: libsodium vs libargon2' "$(fmt "$sod")" "$(fmt "$one") (libargon2)" "$(ratio "$sod" "$one")" 'switch if >= 1.2'
+row 'argon2id m=19456 t=2 p=1, 1 thread, hashes/s: libsodium vs libargon2' "$(fmt "$sod")" "$(fmt "$one") (libargon2)" "$(ratio "$sod" "$one")" 'use libsodium if >= 1.2'
 ours=$(tps create_ours '\set r random(1, 1000000000000)' \
     "SELECT user_service.create_user('Bench', 'bench' || :r || '@example.com', 'bench password');")
-row 'create_user, 2 clients, ops/s' "$(fmt "$ours")" "$(fmt "$raw") (raw argon2id, 2 threads)" "$(ratio "$ours" "$raw")" '>= 0.9'
+row 'create_user, 2 clients, ops/s' "$(fmt "$ours")" "$(fmt "$raw") (raw argon2id, libsodium, 2 threads)" "$(ratio "$ours" "$raw")" '>= 0.9'
 
 # batch create_user, while sampling the workers' anonymous memory
 pids=$(psql -c "SELECT string_agg(pid::text, ' ') FROM user_service.workers")
@@ -177,7 +179,7 @@ batch=$(psql -c "SELECT user_service.submit_batch('create_user',
 psql -c "SELECT user_service.wait_batch($batch, '10 minutes')" >/dev/null
 kill "$sampler"
 ours=$(psql -c "SELECT total / extract(epoch FROM finished_at - started_at) FROM user_service.batches WHERE batch_id = $batch")
-row 'batch create_user, 2 workers, 2,000 items, items/s' "$(fmt "$ours")" "$(fmt "$raw") (raw argon2id, 2 threads)" "$(ratio "$ours" "$raw")" '>= 0.9'
+row 'batch create_user, 2 workers, 2,000 items, items/s' "$(fmt "$ours")" "$(fmt "$raw") (raw argon2id, libsodium, 2 threads)" "$(ratio "$ours" "$raw")" '>= 0.9'
 peak_kib=$(sort -n "$work/rss" | tail -n 1)
 peak_mib=$(awk -v k="${peak_kib:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
 row 'peak anonymous memory of a worker while hashing, MiB' "$peak_mib" '19.0 (argon2_memory_kib)' \

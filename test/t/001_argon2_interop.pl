@@ -35,7 +35,9 @@ except argon2.exceptions.VerifyMismatchError:
     print(False)
 };
 
-# 1. Ours, verified by argon2-cffi: default and non-default parameters.
+# 1. Ours, verified by argon2-cffi (which runs on libargon2): default and
+#    non-default parameters.  The default ones (argon2id, one lane) are made
+#    by libsodium, the others (four lanes) by libargon2.
 $node->safe_psql('postgres',
 	q{SELECT user_service.create_user('Ours', 'ours@example.com', 'our secret 1')});
 $node->safe_psql('postgres', q{
