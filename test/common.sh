@@ -57,3 +57,23 @@ build_and_install() {
     echo "== installing into $($PG_CONFIG --pkglibdir)"
     as_root make -s -C "$dir" PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
+
+# start_instance DIR PORT: initdb DIR/data and start a server there, listening
+# only on a Unix socket in DIR on PORT, preloaded with user_service and its
+# workers serving database postgres.  Extra configuration lines come on
+# standard input.  The log is DIR/server.log.
+start_instance() {
+    local dir=$1 port=$2
+    as_pg "$PG_BINDIR/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+    {
+        echo "# throwaway user_service instance: Unix socket only, in its own directory"
+        echo "listen_addresses = ''"
+        echo "port = $port"
+        echo "unix_socket_directories = '$dir'"
+        echo "shared_preload_libraries = 'user_service'"
+        echo "user_service.database = 'postgres'"
+        echo "user_service.workers = 2"
+        cat
+    } >>"$dir/data/postgresql.conf"
+    as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+}

@@ -34,17 +34,7 @@ fi
 rm -rf "$dir/data" "$dir/server.log"
 
 echo "== creating a throwaway instance in $dir"
-as_pg "$PG_BINDIR/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-cat >>"$dir/data/postgresql.conf" <<CONF
-# user_service demo instance: Unix socket only, in its own directory
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$dir'
-shared_preload_libraries = 'user_service'
-user_service.database = 'postgres'
-user_service.workers = 2
-CONF
-as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+start_instance "$dir" "$port" </dev/null
 
 psql_cmd="$PG_BINDIR/psql -h $dir -p $port -U postgres -d postgres"
 cp "$here/test/demo.sql" "$dir/demo.sql"

@@ -26,20 +26,12 @@ build_and_install "$work"
 as_pg gcc -O2 -o "$work/argon2_rate" "$work/test/bench/argon2_rate.c" -largon2 -lsodium -lpthread
 
 dir="$work/instance"
-as_pg "$PG_BINDIR/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-cat >>"$dir/data/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$dir'
-shared_preload_libraries = 'user_service'
-user_service.database = 'postgres'
-user_service.workers = 2
+as_pg mkdir -p "$dir"
+start_instance "$dir" "$port" <<CONF
 shared_buffers = '512MB'
 max_wal_size = '8GB'
 checkpoint_timeout = '30min'
 CONF
-chown -R "$(pg_owner):" "$dir" 2>/dev/null || true
-as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 
 holder_pid=""
 cleanup() {
