@@ -140,7 +140,7 @@ us_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
  *		security-restricted operation (no SET ROLE, no temporary objects).  An
  *		error in between is safe: (sub)transaction abort restores the user.
  */
-void
+static void
 us_become_owner(const UsCatalog *cat, UsSavedUser *saved)
 {
 	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
@@ -150,10 +150,30 @@ us_become_owner(const UsCatalog *cat, UsSavedUser *saved)
 						   SECURITY_RESTRICTED_OPERATION);
 }
 
-void
+static void
 us_restore_user(const UsSavedUser *saved)
 {
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/*
+ * us_spi_begin / us_spi_end
+ *		Connect to SPI as the owner of the extension's tables, and back.
+ *		saved->userid is the caller's user id meanwhile.
+ */
+void
+us_spi_begin(UsSavedUser *saved)
+{
+	us_become_owner(us_catalog(), saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+us_spi_end(const UsSavedUser *saved)
+{
+	SPI_finish();
+	us_restore_user(saved);
 }
 
 /*

@@ -375,25 +375,6 @@ static UsStatement us_purge = {
 	1, {TEXTOID}
 };
 
-/*
- * us_spi_begin / us_spi_end
- *		Connect to SPI as the owner of the extension's tables.
- */
-static void
-us_spi_begin(UsSavedUser *saved)
-{
-	us_become_owner(us_catalog(), saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-static void
-us_spi_end(UsSavedUser *saved)
-{
-	SPI_finish();
-	us_restore_user(saved);
-}
-
 static Datum
 us_spi_value(int row, int col, bool *isnull)
 {

@@ -76,8 +76,8 @@ typedef struct UsSavedUser
 	Oid			userid;
 	int			sec_context;
 } UsSavedUser;
-extern void us_become_owner(const UsCatalog *cat, UsSavedUser *saved);
-extern void us_restore_user(const UsSavedUser *saved);
+extern void us_spi_begin(UsSavedUser *saved);
+extern void us_spi_end(const UsSavedUser *saved);
 
 /*
  * An SQL statement run through SPI, prepared on first use and kept for the

@@ -399,14 +399,11 @@ static uint64
 us_execute(UsStatement *stmt, Datum *args, const char *argnulls,
 		   Datum *row_values, bool *row_nulls)
 {
-	const UsCatalog *cat = us_catalog();
 	MemoryContext callcxt = CurrentMemoryContext;
 	UsSavedUser saved;
 	uint64		processed;
 
-	us_become_owner(cat, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	us_spi_begin(&saved);
 	us_spi_run(stmt, args, argnulls, false, 0);
 	processed = SPI_processed;
 
@@ -433,8 +430,7 @@ us_execute(UsStatement *stmt, Datum *args, const char *argnulls,
 		MemoryContextSwitchTo(old);
 	}
 
-	SPI_finish();
-	us_restore_user(&saved);
+	us_spi_end(&saved);
 	return processed;
 }
 
@@ -568,7 +564,6 @@ static UsStatement us_delete_users = {
 void
 us_user_delete_many(const int64 *ids, int n, bool *found)
 {
-	const UsCatalog *cat = us_catalog();
 	Datum	   *elems = palloc(sizeof(Datum) * n);
 	Datum		args[1];
 	UsSavedUser saved;
@@ -581,9 +576,7 @@ us_user_delete_many(const int64 *ids, int n, bool *found)
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
 											  TYPALIGN_DOUBLE));
 
-	us_become_owner(cat, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	us_spi_begin(&saved);
 	us_spi_run(&us_delete_users, args, NULL, false, 0);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -598,8 +591,7 @@ us_user_delete_many(const int64 *ids, int n, bool *found)
 				break;
 			}
 	}
-	SPI_finish();
-	us_restore_user(&saved);
+	us_spi_end(&saved);
 }
 
 /*
