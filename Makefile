@@ -15,8 +15,9 @@ OBJS = \
 	src/password.o \
 	src/users.o \
 	src/jobs.o \
-	src/worker.o
-DATA = user_service--1.0.sql user_service--1.0--1.1.sql
+	src/worker.o \
+	src/redact.o
+DATA = user_service--1.0.sql user_service--1.0--1.1.sql user_service--1.1--1.2.sql
 
 SHLIB_LINK += -largon2 -lsodium
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
