@@ -413,6 +413,7 @@ submit_batch(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		batch_id;
 
+	us_password_call();
 	us_arg_not_null(fcinfo, 0, "kind");
 	us_arg_not_null(fcinfo, 1, "items");
 	kind = us_kind_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));

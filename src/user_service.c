@@ -187,7 +187,20 @@ _PG_init(void)
 							   0,
 							   us_check_retention, NULL, NULL);
 
+	DefineCustomBoolVariable("user_service.redact_log",
+							 "Replace string literals and parameter values by *** in server "
+							 "log records of statements that carry a password.",
+							 "Also leaves out their STATEMENT line. See src/redact.c for "
+							 "what is covered.",
+							 &user_service_redact_log,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("user_service");
+
+	us_redact_init();
 
 	/* libsodium computes the common argon2id hashes (see password.c) */
 	us_sodium_ready = sodium_init() >= 0;

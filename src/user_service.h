@@ -17,6 +17,15 @@
 
 #include "postgres.h"
 
+/*
+ * Our ereports carry their own message domain (as plpgsql's do), so that the
+ * log hook in redact.c can tell them from PostgreSQL's.  Every source file
+ * includes this header.
+ */
+#define US_TEXTDOMAIN	"user_service"
+#undef TEXTDOMAIN
+#define TEXTDOMAIN US_TEXTDOMAIN
+
 #include "executor/spi.h"
 #include "fmgr.h"
 
@@ -148,5 +157,10 @@ extern void us_slot_clear(UsWorkerSlot *slot);
 extern bool us_item_running(int64 batch_id, int32 item);
 extern void us_wait_for_batches(long timeout_ms);
 extern void us_wait_for_batches_done(void);
+
+/* redact.c */
+extern bool user_service_redact_log;
+extern void us_redact_init(void);
+extern void us_password_call(void);
 
 #endif							/* USER_SERVICE_H */

@@ -626,6 +626,7 @@ create_user(PG_FUNCTION_ARGS)
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
 
+	us_password_call();
 	us_arg_not_null(fcinfo, 0, "name");
 	us_arg_not_null(fcinfo, 1, "email");
 	us_arg_not_null(fcinfo, 2, "password");
@@ -688,6 +689,7 @@ delete_user(PG_FUNCTION_ARGS)
 Datum
 set_password(PG_FUNCTION_ARGS)
 {
+	us_password_call();
 	us_arg_not_null(fcinfo, 0, "id");
 	us_arg_not_null(fcinfo, 1, "password");
 	us_user_set_password(PG_GETARG_INT64(0), PG_GETARG_TEXT_PP(1));
@@ -716,6 +718,7 @@ verify_password(PG_FUNCTION_ARGS)
 	UsPhc		phc;
 	bool		ok;
 
+	us_password_call();
 	us_arg_not_null(fcinfo, 0, "email");
 	us_arg_not_null(fcinfo, 1, "password");
 	email = us_trimmed(PG_GETARG_TEXT_PP(0));
