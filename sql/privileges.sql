@@ -116,6 +116,8 @@ SELECT s, pg_temp.try(s) FROM (VALUES
     ('SELECT * FROM user_service.workers'),
     ('SELECT user_service.count_users_trigger()'),
     ('SET user_service.argon2_memory_kib = 8'),
+    ('SET user_service.redact_log = off'),
+    ('ALTER FUNCTION user_service.verify_password(text, text) SECURITY DEFINER'),
     ($$CREATE TRIGGER t AFTER INSERT ON user_service.users
       FOR EACH STATEMENT EXECUTE FUNCTION user_service.count_users_trigger()$$),
     ($$CREATE FUNCTION user_service.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
@@ -124,7 +126,8 @@ RESET ROLE;
 
 -- Hijack attempts: functions, operators and tables named like the ones the
 -- API's SQL uses, in public and in pg_temp, first on the search_path.  Had
--- the API resolved any of them, it would fail with "hijacked".
+-- the API resolved any of them, it would fail with "hijacked".  The batch
+-- item runs in a worker, whose search_path has public on it.
 CREATE FUNCTION public.hijack() RETURNS trigger LANGUAGE plpgsql AS
     $$BEGIN RAISE EXCEPTION 'hijacked'; END$$;
 CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql AS
@@ -156,8 +159,12 @@ SELECT user_service.verify_password('mallory@example.com', 'another password');
 SELECT total FROM user_service.list_users();
 SELECT id, name FROM user_service.get_user(3);
 SELECT user_service.delete_user(3);
-RESET search_path;
+SELECT user_service.submit_batch('create_user',
+    '[{"name": "Trudy", "email": "trudy@example.com", "password": "trudy password"}]') AS hijack_batch \gset
+SELECT user_service.wait_batch(:hijack_batch, '60 seconds') AS done;
+SELECT item, status, error FROM user_service.batch_results(:hijack_batch);
 RESET ROLE;
+RESET search_path;
 SELECT count(*) AS hijacked_rows FROM public.users;
 
 -- superusers and the owner still see everything

@@ -1,6 +1,6 @@
-# A hot standby serves reads (get_user, list_users, verify_password without
-# rehashing) and runs no worker; once promoted, its workers process the
-# batches submitted on the primary before the failover.
+# A hot standby serves reads (get_user, list_users, list_users_after,
+# verify_password without rehashing) and runs no worker; once promoted, its
+# workers process the batches submitted on the primary before the failover.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -46,6 +46,9 @@ is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'standby 
 is($standby->safe_psql('postgres', 'SELECT name FROM user_service.get_user(1)'), 'Ada', 'get_user on the standby');
 is($standby->safe_psql('postgres', 'SELECT total, cardinality(users) FROM user_service.list_users()'),
 	'2|2', 'list_users on the standby');
+is( $standby->safe_psql('postgres',
+		'SELECT total, (users[1]).name FROM user_service.list_users_after(after_id => 1)'),
+	'2|Alan', 'list_users_after on the standby');
 my $alan_hash = $standby->safe_psql('postgres',
 	"SELECT password_hash FROM user_service.users WHERE email = 'alan\@example.com'");
 is( $standby->safe_psql('postgres', q{
