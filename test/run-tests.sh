@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Build, install and run every test of user_service (pg_regress,
-# pg_isolation_regress, prove), each suite on temporary instances it starts
-# and stops itself.  Ends with one line "N passed, M failed"; exits non-zero
-# when anything failed.  Run it as root or as a user with sudo.
+# Build, install and run every test of user_service (the Debian package,
+# pg_regress, pg_isolation_regress, prove), each suite on temporary
+# instances it starts and stops itself.  Ends with one line "N passed, M
+# failed"; exits non-zero when anything failed.  Run it as root or as a user
+# with sudo.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$here/test/common.sh"
 
 ensure_packages
 work=$(copy_tree "$here")
-build_and_install "$work"
 
 passed=0
 failed=0
@@ -49,6 +49,15 @@ run_suite() {
     "$counter" "$work/$name.log" "$rc"
     return 0
 }
+
+# The Debian package first: test/package-test.sh builds it, installs it,
+# runs pg_regress against it and removes it.  The other suites then test the
+# development build.
+echo "== package"
+rc=0
+bash "$here/test/package-test.sh" 2>&1 | tee "$work/package.log" || rc=$?
+count_regress "$work/package.log" "$rc"
+build_and_install "$work"
 
 run_suite regress count_regress
 run_suite isolation count_regress
