@@ -338,6 +338,18 @@ replace_field(char **field, char *r)
 		strlcpy(*field, REDACTED, strlen(*field) + 1);
 }
 
+/*
+ * The postmaster's detail on a crashed process quotes that process's
+ * pg_stat_activity text: a statement, or a worker's "batch 12: item 40
+ * (create_user)".  It is scanned as SQL, and alone it makes only itself
+ * sensitive, so that the message still names the process.
+ */
+static bool
+is_crash_detail(const char *detail)
+{
+	return strncmp(detail, "Failed process was running: ", 28) == 0;
+}
+
 /* Is this one of the lines PostgreSQL writes to log a statement? */
 static bool
 is_statement_log(const ErrorData *edata)
@@ -356,7 +368,8 @@ static bool
 is_sql_detail(const char *detail)
 {
 	return strncmp(detail, "parameters: ", 12) == 0 ||
-		strncmp(detail, "prepare: ", 9) == 0;
+		strncmp(detail, "prepare: ", 9) == 0 ||
+		is_crash_detail(detail);
 }
 
 /*
@@ -405,15 +418,18 @@ us_emit_log_hook(ErrorData *edata)
 	{
 		bool		in_password_call = password_statement_start != 0 &&
 			password_statement_start == GetCurrentStatementStartTimestamp();
+		bool		crash_detail = edata->detail && is_crash_detail(edata->detail);
 
 		if (in_password_call ||
 			has_sensitive_word(debug_query_string) ||
 			(is_statement_log(edata) && has_sensitive_word(edata->message)) ||
-			has_sensitive_word(edata->detail) ||
+			(!crash_detail && has_sensitive_word(edata->detail)) ||
 			has_sensitive_word(edata->detail_log) ||
 			has_sensitive_word(edata->context) ||
 			has_sensitive_word(edata->internalquery))
 			redact_record(edata);
+		else if (crash_detail && has_sensitive_word(edata->detail))
+			replace_field(&edata->detail, redact_sql(edata->detail, true));
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);

@@ -104,7 +104,10 @@ wait_progress($b1, 30);
 my $pid = worker_pid();
 ok(kill('KILL', $pid), "kill -9 worker $pid");
 check_batch($b1, 'kill', 'after kill -9');
-ok($node->log_contains("terminated by signal 9"), 'the server saw the crash');
+ok( $node->log_contains(qr/background worker "user_service worker" \(PID $pid\) was terminated by signal 9/),
+	'the server saw the crash, and the log names the worker');
+ok($node->log_contains(qr/Failed process was running: batch $b1: item/),
+	'the log says what the worker was doing');
 
 # 2. pg_terminate_backend of a worker: the launcher restarts it.
 my $b2 = submit('term');
