@@ -23,7 +23,7 @@ SHLIB_LINK += -largon2 -lsodium
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # pg_regress: sql/*.sql against expected/*.out, one file per feature.
-REGRESS = users validation list passwords privileges batches
+REGRESS = users validation list passwords privileges batches import
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/temp.conf
 
 # pg_isolation_regress: test/isolation/specs/*.spec against

@@ -22,13 +22,18 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/itemptr.h"
@@ -40,6 +45,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
@@ -65,7 +71,8 @@ PG_FUNCTION_INFO_V1(process_batches);
 typedef enum UsKeyType
 {
 	US_KEY_STRING,
-	US_KEY_ID
+	US_KEY_ID,
+	US_KEY_PHC					/* a string: an argon2 PHC string to import */
 } UsKeyType;
 
 typedef struct UsKeySpec
@@ -80,29 +87,44 @@ typedef enum UsKind
 	US_KIND_CREATE_USER,
 	US_KIND_UPDATE_USER,
 	US_KIND_DELETE_USER,
-	US_KIND_SET_PASSWORD
+	US_KIND_SET_PASSWORD,
+	US_KIND_IMPORT_USER
 } UsKind;
 
 typedef struct UsKindSpec
 {
-	const char *name;			/* the kind, and its API function's name */
+	const char *name;			/* the kind */
+	const char *keys_hint;		/* its keys, for a message */
 	bool		hashes;			/* does an item cost an argon2 hash? */
-	int			nargs;			/* the API function's arguments */
+	const char *func;			/* the API function whose EXECUTE it needs */
+	int			nargs;			/* that function's arguments */
 	Oid			argtypes[3];
 	UsKeySpec	keys[4];		/* ends with a NULL key */
 } UsKindSpec;
 
+/*
+ * import_user does what create_user does with a hash instead of a password
+ * (and no argon2 work): it needs EXECUTE on create_user.
+ */
 static const UsKindSpec us_kinds[] = {
-	[US_KIND_CREATE_USER] = {"create_user", true, 3, {TEXTOID, TEXTOID, TEXTOID},
+	[US_KIND_CREATE_USER] = {"create_user", "name, email and password",
+		true, "create_user", 3, {TEXTOID, TEXTOID, TEXTOID},
 		{{"name", US_KEY_STRING, true}, {"email", US_KEY_STRING, true},
 		{"password", US_KEY_STRING, true}}},
-	[US_KIND_UPDATE_USER] = {"update_user", false, 3, {INT8OID, TEXTOID, TEXTOID},
+	[US_KIND_UPDATE_USER] = {"update_user", "id, and name and/or email",
+		false, "update_user", 3, {INT8OID, TEXTOID, TEXTOID},
 		{{"id", US_KEY_ID, true}, {"name", US_KEY_STRING, false},
 		{"email", US_KEY_STRING, false}}},
-	[US_KIND_DELETE_USER] = {"delete_user", false, 1, {INT8OID},
+	[US_KIND_DELETE_USER] = {"delete_user", "id",
+		false, "delete_user", 1, {INT8OID},
 		{{"id", US_KEY_ID, true}}},
-	[US_KIND_SET_PASSWORD] = {"set_password", true, 2, {INT8OID, TEXTOID},
+	[US_KIND_SET_PASSWORD] = {"set_password", "id and password",
+		true, "set_password", 2, {INT8OID, TEXTOID},
 		{{"id", US_KEY_ID, true}, {"password", US_KEY_STRING, true}}},
+	[US_KIND_IMPORT_USER] = {"import_user", "name, email and password_hash",
+		false, "create_user", 3, {TEXTOID, TEXTOID, TEXTOID},
+		{{"name", US_KEY_STRING, true}, {"email", US_KEY_STRING, true},
+		{"password_hash", US_KEY_PHC, true}}},
 };
 
 #define US_NKINDS lengthof(us_kinds)
@@ -120,7 +142,7 @@ us_kind_by_name(const char *name)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown batch kind \"%s\"", name),
-			 errhint("The kinds are create_user, update_user, delete_user and set_password.")));
+			 errhint("The kinds are create_user, update_user, delete_user, set_password and import_user.")));
 	pg_unreachable();
 }
 
@@ -129,6 +151,7 @@ us_kind_by_name(const char *name)
  *		A batch of a kind does what the kind's API function does: submitting
  *		one needs EXECUTE on that function (42501 otherwise), so that EXECUTE
  *		on submit_batch alone does not open set_password or delete_user.
+ *		(import_user's function is create_user.)
  */
 static void
 us_check_kind_privilege(UsKind kind)
@@ -137,11 +160,55 @@ us_check_kind_privilege(UsKind kind)
 	Oid			funcoid;
 	AclResult	aclresult;
 
-	funcoid = LookupFuncName(list_make2(makeString("user_service"), makeString((char *) k->name)),
+	funcoid = LookupFuncName(list_make2(makeString("user_service"), makeString((char *) k->func)),
 							 k->nargs, k->argtypes, false);
 	aclresult = pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, k->name);
+		aclcheck_error(aclresult, OBJECT_FUNCTION, k->func);
+}
+
+/*
+ * us_check_schema_for_kind
+ *		import_user needs the objects of version 1.2 (batch_jobs' CHECK
+ *		accepts the kind from 1.2 on).  A library already at 1.2 under an
+ *		extension still at 1.0 or 1.1 gets 55000 with a hint, rather than a
+ *		check violation.
+ */
+static void
+us_check_schema_for_kind(UsKind kind)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	if (kind != US_KIND_IMPORT_USER)
+		return;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("user_service"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (version != NULL && (strcmp(version, "1.0") == 0 || strcmp(version, "1.1") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch kind \"%s\" needs user_service 1.2, but version %s is installed",
+						us_kinds[kind].name, version),
+				 errhint("Run ALTER EXTENSION user_service UPDATE.")));
 }
 
 /*
@@ -168,7 +235,10 @@ us_numeric_to_id(Numeric num, int64 *out)
  *		an object with the kind's keys, each of the right JSON type, and no
  *		others.  JSON null counts as absent for an optional key.  Values
  *		themselves (a valid email, a long enough password) are checked when
- *		the item is processed, and a bad one fails that item alone.
+ *		the item is processed, and a bad one fails that item alone; the one
+ *		exception is an imported password hash, which must be an acceptable
+ *		argon2 PHC string here already (a wrong one is a wrong export, not a
+ *		bad user: better stop before anything is stored).
  */
 static void
 us_check_item(UsKind kind, JsonbValue *item, int itemno)
@@ -199,20 +269,33 @@ us_check_item(UsKind kind, JsonbValue *item, int itemno)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("item %d has an unknown key \"%.*s\"", itemno,
-							Min(v.val.string.len, 64), v.val.string.val),
+							/* at most 64 bytes, never half a character */
+							pg_mbcliplen(v.val.string.val, v.val.string.len, 64),
+							v.val.string.val),
 					 errhint("A %s item takes the keys %s.", us_kinds[kind].name,
-							 kind == US_KIND_CREATE_USER ? "name, email and password" :
-							 kind == US_KIND_UPDATE_USER ? "id, and name and/or email" :
-							 kind == US_KIND_DELETE_USER ? "id" : "id and password")));
+							 us_kinds[kind].keys_hint)));
 
 		tok = JsonbIteratorNext(&it, &v, true);
 		Assert(tok == WJB_VALUE);
 		if (v.type == jbvNull && !keys[k].required)
 			continue;
-		if (keys[k].type == US_KEY_STRING && v.type != jbvString)
+		if ((keys[k].type == US_KEY_STRING || keys[k].type == US_KEY_PHC) &&
+			v.type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("item %d: \"%s\" must be a string", itemno, keys[k].key)));
+		if (keys[k].type == US_KEY_PHC)
+		{
+			char	   *phc = pnstrdup(v.val.string.val, v.val.string.len);
+			const char *problem = us_phc_import_problem(phc);
+
+			if (problem != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("item %d: \"%s\" is not an argon2 hash that can be imported: %s",
+								itemno, keys[k].key, problem)));
+			pfree(phc);
+		}
 		if (keys[k].type == US_KEY_ID)
 		{
 			int64		id;
@@ -279,7 +362,8 @@ static UsStatement us_select_results = {
 static UsStatement us_cancel = {
 	"WITH c AS ("
 	"  UPDATE user_service.batch_items"
-	"     SET status = 'cancelled', payload = payload - 'password'::text, finished_at = now()"
+	"     SET status = 'cancelled', payload = payload - '{password,password_hash}'::text[],"
+	"         finished_at = now()"
 	"   WHERE batch_id = $1 AND status = 'pending' RETURNING 1),"
 	" n AS (SELECT count(*)::int4 AS n FROM c),"
 	" g AS (INSERT INTO user_service.batch_progress (batch_id, at, cancelled)"
@@ -323,7 +407,7 @@ static UsStatement us_mark_all_finished = {
 };
 
 static UsStatement us_open_batches = {
-	"SELECT id, kind, concurrency FROM user_service.batch_jobs"
+	"SELECT id, kind, concurrency, total FROM user_service.batch_jobs"
 	" WHERE finished_at IS NULL AND cancelled_at IS NULL ORDER BY id",
 	0
 };
@@ -352,7 +436,7 @@ static UsStatement us_record_items = {
 	"       sqlstate = r.sqlstate, error = r.error, not_before = r.not_before,"
 	"       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,"
 	"       payload = CASE WHEN r.status = 'pending' THEN i.payload"
-	"                      ELSE i.payload - 'password'::text END"
+	"                      ELSE i.payload - '{password,password_hash}'::text[] END"
 	"  FROM unnest($1::tid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[])"
 	"       AS r(tid, status, user_id, sqlstate, error, not_before)"
 	" WHERE i.ctid = ANY ($1) AND i.ctid = r.tid",
@@ -418,6 +502,7 @@ submit_batch(PG_FUNCTION_ARGS)
 	us_arg_not_null(fcinfo, 1, "items");
 	kind = us_kind_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	us_check_kind_privilege(kind);
+	us_check_schema_for_kind(kind);
 	concurrency = PG_ARGISNULL(2) ? user_service_default_concurrency : PG_GETARG_INT32(2);
 	if (concurrency < 1)
 		ereport(ERROR,
@@ -921,6 +1006,22 @@ us_apply_item(UsKind kind, Jsonb *payload)
 			id = us_item_id(payload);
 			us_user_set_password(id, us_item_required_text(payload, "password"));
 			return id;
+		case US_KIND_IMPORT_USER:
+			{
+				text	   *name = us_item_required_text(payload, "name");
+				text	   *email = us_item_required_text(payload, "email");
+				char	   *phc = text_to_cstring(us_item_required_text(payload, "password_hash"));
+				const char *problem = us_phc_import_problem(phc);
+
+				/* checked at submission too; items may come from a restore */
+				if (problem != NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("\"password_hash\" is not an argon2 hash that can be imported: %s",
+									problem)));
+				us_user_import(name, email, phc, values, nulls);
+				return DatumGetInt64(values[Anum_users_id - 1]);
+			}
 	}
 	pg_unreachable();
 }
@@ -1186,6 +1287,7 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 		int64		batch_id = DatumGetInt64(SPI_getbinval(batches->vals[b], batches->tupdesc, 1, &isnull));
 		UsKind		kind = us_kind_by_name(TextDatumGetCString(SPI_getbinval(batches->vals[b], batches->tupdesc, 2, &isnull)));
 		int32		concurrency = DatumGetInt32(SPI_getbinval(batches->vals[b], batches->tupdesc, 3, &isnull));
+		int32		total = DatumGetInt32(SPI_getbinval(batches->vals[b], batches->tupdesc, 4, &isnull));
 		int			want = us_kinds[kind].hashes ? 1 : Min(max_items, US_GROUP_MAX);
 		uint32		slots[US_GROUP_MAX];
 		int			nslots;
@@ -1229,12 +1331,13 @@ us_process_group(UsWorkerSlot *slot, int max_items,
 			char		activity[128];
 
 			us_slot_publish(slot, batch_id, itemnos, n);
+			/* e.g. "batch 12: item 40 of 1000 (create_user)": never a value */
 			if (n == 1)
-				snprintf(activity, sizeof(activity), "batch " INT64_FORMAT ": item %d (%s)",
-						 batch_id, itemnos[0], us_kinds[kind].name);
+				snprintf(activity, sizeof(activity), "batch " INT64_FORMAT ": item %d of %d (%s)",
+						 batch_id, itemnos[0], total, us_kinds[kind].name);
 			else
-				snprintf(activity, sizeof(activity), "batch " INT64_FORMAT ": items %d to %d (%s)",
-						 batch_id, itemnos[0], itemnos[n - 1], us_kinds[kind].name);
+				snprintf(activity, sizeof(activity), "batch " INT64_FORMAT ": items %d to %d of %d (%s)",
+						 batch_id, itemnos[0], itemnos[n - 1], total, us_kinds[kind].name);
 			pgstat_report_activity(STATE_RUNNING, activity);
 		}
 

@@ -18,7 +18,11 @@
  * bytes: each library verifies the other's hashes (sql/passwords.sql,
  * test/t/001_argon2_interop.pl).
  * Verification takes every parameter from the stored string, so changing the
- * GUCs never invalidates existing hashes.
+ * GUCs never invalidates existing hashes.  The parser is strict (libargon2's
+ * limits, canonical base64, nothing else in the string), and gives a reason
+ * when it refuses: the import_user batch kind reports it for hashes made by
+ * other systems, which must also stay within a bound on what verifying them
+ * costs (us_phc_import_problem).
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +45,13 @@
  * of parsing a hostile string.
  */
 #define US_PHC_MAX_BYTES	1024
+
+/*
+ * Most an imported hash may cost to verify: memory (KiB) and block
+ * computations (m * t, about 3 s here).  See us_phc_import_problem.
+ */
+#define US_IMPORT_MAX_MEMORY_KIB	1048576 /* 1 GiB */
+#define US_IMPORT_MAX_BLOCKS		4194304 /* e.g. 1 GiB x 4 passes */
 
 /* sodium_init() succeeded (in _PG_init) */
 bool		us_sodium_ready = false;
@@ -201,26 +212,65 @@ us_parse_uint32(const char **s, char stop, uint32 *out)
 }
 
 /*
+ * us_parse_param
+ *		Parse "<name><number><stop>" at *s (name includes the '='); advance
+ *		*s past stop.
+ */
+static bool
+us_parse_param(const char **s, const char *name, char stop, uint32 *out)
+{
+	size_t		len = strlen(name);
+
+	if (strncmp(*s, name, len) != 0)
+		return false;
+	*s += len;
+	return us_parse_uint32(s, stop, out);
+}
+
+/*
+ * us_b64_value
+ *		The 6-bit value of a character of the standard base64 alphabet, or -1.
+ */
+static int
+us_b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
  * us_b64_field
- *		Decode one unpadded base64 field of len characters into a palloc'd
- *		buffer.  Only the standard alphabet is accepted.
+ *		Decode one field of canonical unpadded standard base64, len characters,
+ *		into a palloc'd buffer.  Canonical, as libargon2's own decoder wants
+ *		it: no '=', no length that leaves a lone character, and the unused
+ *		low bits of the last character zero (so one byte string has one
+ *		encoding).
  */
 static bool
 us_b64_field(const char *s, int len, uint8 **out, uint32 *outlen)
 {
 	char	   *padded;
+	int			last;
 	int			n;
 
-	if (len <= 0 || len % 4 == 1 || len > pg_b64_enc_len(US_PHC_MAX_BYTES))
+	if (len <= 0 || len % 4 == 1)
 		return false;
 	for (int i = 0; i < len; i++)
-	{
-		char		c = s[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '+' || c == '/'))
+		if (us_b64_value(s[i]) < 0)
 			return false;
-	}
+	last = us_b64_value(s[len - 1]);
+	if ((len % 4 == 2 && (last & 0x0F) != 0) ||
+		(len % 4 == 3 && (last & 0x03) != 0))
+		return false;
 
 	/* src/common's decoder wants padding: put it back. */
 	padded = palloc(len + 3);
@@ -238,15 +288,19 @@ us_b64_field(const char *s, int len, uint8 **out, uint32 *outlen)
 }
 
 /*
- * us_phc_parse
- *		Parse an argon2i/argon2d/argon2id PHC string and check its parameters
- *		against libargon2's limits.  False when it is not one.
+ * us_phc_decode
+ *		Parse an argon2i/argon2d/argon2id PHC string,
+ *		$argon2<type>[$v=<16|19>]$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>,
+ *		and check its parameters against libargon2's limits.  Returns NULL
+ *		when it is one, else what is wrong, as a phrase for a message (never
+ *		quoting the string: it is a secret of sorts).
  */
-bool
-us_phc_parse(const char *phc, UsPhc *out)
+static const char *
+us_phc_decode(const char *phc, UsPhc *out)
 {
 	const char *s = phc;
 	const char *dollar;
+	int			len;
 
 	memset(out, 0, sizeof(*out));
 
@@ -266,53 +320,104 @@ us_phc_parse(const char *phc, UsPhc *out)
 		s += 9;
 	}
 	else
-		return false;
+		return "it does not start with $argon2id$, $argon2i$ or $argon2d$";
 
 	/* "v=" is optional; without it the string is version 1.0 (0x10). */
 	out->version = ARGON2_VERSION_10;
 	if (strncmp(s, "v=", 2) == 0)
 	{
 		s += 2;
-		if (!us_parse_uint32(&s, '$', &out->version))
-			return false;
-		if (out->version != ARGON2_VERSION_10 && out->version != ARGON2_VERSION_13)
-			return false;
+		if (!us_parse_uint32(&s, '$', &out->version) ||
+			(out->version != ARGON2_VERSION_10 && out->version != ARGON2_VERSION_13))
+			return "the version must be v=16 or v=19";
 	}
 
-	if (strncmp(s, "m=", 2) != 0)
-		return false;
-	s += 2;
-	if (!us_parse_uint32(&s, ',', &out->m_cost))
-		return false;
-	if (strncmp(s, "t=", 2) != 0)
-		return false;
-	s += 2;
-	if (!us_parse_uint32(&s, ',', &out->t_cost))
-		return false;
-	if (strncmp(s, "p=", 2) != 0)
-		return false;
-	s += 2;
-	if (!us_parse_uint32(&s, '$', &out->lanes))
-		return false;
+	if (!us_parse_param(&s, "m=", ',', &out->m_cost) ||
+		!us_parse_param(&s, "t=", ',', &out->t_cost) ||
+		!us_parse_param(&s, "p=", '$', &out->lanes))
+		return "the parameters must be m=<KiB>,t=<passes>,p=<lanes>, in this order, "
+			"as decimal numbers below 2^32 without leading zeros";
+
+	/* libargon2's limits */
+	if (out->t_cost < ARGON2_MIN_TIME)
+		return "t must be at least 1";
+	if (out->lanes < ARGON2_MIN_LANES || out->lanes > ARGON2_MAX_LANES)
+		return "p must be between 1 and 16777215";
+	if ((uint64) out->m_cost < (uint64) ARGON2_SYNC_POINTS * 2 * out->lanes)
+		return "m must be at least 8 times p (8 KiB per lane)";
 
 	dollar = strchr(s, '$');
 	if (dollar == NULL)
-		return false;
-	if (!us_b64_field(s, (int) (dollar - s), &out->salt, &out->saltlen))
-		return false;
+		return "a salt and a hash must follow the parameters, each after a \"$\"";
+	len = (int) (dollar - s);
+	if (len > pg_b64_enc_len(US_PHC_MAX_BYTES))
+		return "the salt must be at most 1024 bytes";
+	if (!us_b64_field(s, len, &out->salt, &out->saltlen))
+		return "the salt is not canonical unpadded base64";
+	if (out->saltlen > US_PHC_MAX_BYTES)
+		return "the salt must be at most 1024 bytes";
+	if (out->saltlen < ARGON2_MIN_SALT_LENGTH)
+		return "the salt must be at least 8 bytes";
+
 	s = dollar + 1;
-	if (!us_b64_field(s, (int) strlen(s), &out->hash, &out->hashlen))
-		return false;
+	if (strchr(s, '$') != NULL)
+		return "nothing may follow the hash";
+	len = (int) strlen(s);
+	if (len > pg_b64_enc_len(US_PHC_MAX_BYTES))
+		return "the hash must be at most 1024 bytes";
+	if (!us_b64_field(s, len, &out->hash, &out->hashlen))
+		return "the hash is not canonical unpadded base64";
+	if (out->hashlen > US_PHC_MAX_BYTES)
+		return "the hash must be at most 1024 bytes";
+	if (out->hashlen < ARGON2_MIN_OUTLEN)
+		return "the hash must be at least 4 bytes";
 
-	/* libargon2's limits */
-	if (out->t_cost < ARGON2_MIN_TIME ||
-		out->lanes < ARGON2_MIN_LANES || out->lanes > ARGON2_MAX_LANES ||
-		(uint64) out->m_cost < (uint64) ARGON2_SYNC_POINTS * 2 * out->lanes ||
-		out->saltlen < ARGON2_MIN_SALT_LENGTH ||
-		out->hashlen < ARGON2_MIN_OUTLEN)
-		return false;
+	return NULL;
+}
 
-	return true;
+/*
+ * us_phc_parse
+ *		Parse an argon2i/argon2d/argon2id PHC string and check its parameters
+ *		against libargon2's limits.  False when it is not one.
+ */
+bool
+us_phc_parse(const char *phc, UsPhc *out)
+{
+	return us_phc_decode(phc, out) == NULL;
+}
+
+/*
+ * us_phc_import_problem
+ *		NULL when phc is a PHC string that the import_user batch kind may
+ *		store; else what is wrong with it, a phrase for a message.
+ *
+ * Besides being a PHC string that libargon2 accepts, an imported hash must
+ * not cost more than US_IMPORT_MAX_MEMORY_KIB of memory and
+ * US_IMPORT_MAX_BLOCKS block computations (m * t) to verify.  Every
+ * verify_password of the account pays that until a successful one rehashes
+ * it with the current parameters, and failed attempts never do: without a
+ * bound, one imported string with m=4294967295 would make each login
+ * attempt ask for 4 TiB.  The bounds admit the defaults of the common
+ * libraries (argon2-cffi, libsodium up to its "sensitive" level, PHP,
+ * RFC 9106's second recommendation).
+ */
+const char *
+us_phc_import_problem(const char *phc)
+{
+	UsPhc		parsed;
+	const char *problem = us_phc_decode(phc, &parsed);
+
+	if (problem != NULL)
+		return problem;
+	if (parsed.m_cost > US_IMPORT_MAX_MEMORY_KIB)
+		return psprintf("m must be at most %d (1 GiB) in an imported hash",
+						US_IMPORT_MAX_MEMORY_KIB);
+	if ((uint64) parsed.m_cost * parsed.t_cost > US_IMPORT_MAX_BLOCKS)
+		return psprintf("m * t must be at most %d (1 GiB with t=4) in an imported hash",
+						US_IMPORT_MAX_BLOCKS);
+	pfree(parsed.salt);
+	pfree(parsed.hash);
+	return NULL;
 }
 
 /*

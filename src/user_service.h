@@ -163,4 +163,9 @@ extern bool user_service_redact_log;
 extern void us_redact_init(void);
 extern void us_password_call(void);
 
+/* 1.2: importing users with argon2 hashes made elsewhere */
+extern const char *us_phc_import_problem(const char *phc);	/* password.c */
+extern void us_user_import(text *name, text *email, const char *password_hash,
+						   Datum *values, bool *nulls);	/* users.c */
+
 #endif							/* USER_SERVICE_H */

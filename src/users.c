@@ -482,28 +482,54 @@ us_result_desc(FunctionCallInfo fcinfo)
 }
 
 /*
- * us_user_create
- *		Validate, hash and insert a user; the new row (users-ordered) goes to
- *		values/nulls.  Arguments must not be NULL.
+ * us_user_insert
+ *		Validate and insert a user, with a password to hash or a hash made
+ *		elsewhere (exactly one of the two); the new row (users-ordered) goes
+ *		to values/nulls.  The password is checked before the email's
+ *		uniqueness, and hashed only when everything else passed.
  */
-void
-us_user_create(text *name, text *email, text *password, Datum *values, bool *nulls)
+static void
+us_user_insert(text *name, text *email, text *password, const char *hash,
+			   Datum *values, bool *nulls)
 {
 	char	   *vname = us_valid_name(name);
 	char	   *vemail = us_valid_email(email);
-	char	   *hash;
 	Datum		args[3];
 
-	us_check_password(password);
+	if (password)
+		us_check_password(password);
 	us_check_email_free(vemail, 0);
-
-	hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
+	if (password)
+		hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
 
 	args[0] = CStringGetTextDatum(vname);
 	args[1] = CStringGetTextDatum(vemail);
 	args[2] = CStringGetTextDatum(hash);
 	if (us_execute(&us_insert_user, args, NULL, values, nulls) != 1)
 		elog(ERROR, "insert into user_service.users returned no row");
+}
+
+/*
+ * us_user_create
+ *		Validate, hash and insert a user.  Arguments must not be NULL.
+ */
+void
+us_user_create(text *name, text *email, text *password, Datum *values, bool *nulls)
+{
+	us_user_insert(name, email, password, NULL, values, nulls);
+}
+
+/*
+ * us_user_import
+ *		Insert a user with a password hash made elsewhere (the import_user
+ *		batch kind, which has checked the hash), name and email validated
+ *		exactly as by us_user_create.
+ */
+void
+us_user_import(text *name, text *email, const char *password_hash,
+			   Datum *values, bool *nulls)
+{
+	us_user_insert(name, email, NULL, password_hash, values, nulls);
 }
 
 /*
