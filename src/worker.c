@@ -461,6 +461,7 @@ user_service_launcher_main(Datum arg)
 	TimestampTz started_at[US_MAX_WORKERS] = {0};
 	TimestampTz retry_at[US_MAX_WORKERS] = {0};
 	int			backoff_ms[US_MAX_WORKERS] = {0};
+	bool		stopping[US_MAX_WORKERS] = {false};
 	bool		out_of_slots = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -496,15 +497,31 @@ user_service_launcher_main(Datum arg)
 				{
 					pfree(handles[i]);
 					handles[i] = NULL;
-					/* died young: wait longer each time, up to a minute */
-					if (TimestampDifferenceExceeds(started_at[i], now, 10000))
-						backoff_ms[i] = 1000;
+					if (stopping[i])
+					{
+						/* stopped by us: no backoff when it is wanted again */
+						stopping[i] = false;
+						backoff_ms[i] = 0;
+						retry_at[i] = 0;
+					}
 					else
-						backoff_ms[i] = Min(Max(backoff_ms[i] * 2, 1000), 60000);
-					retry_at[i] = TimestampTzPlusMilliseconds(now, backoff_ms[i]);
+					{
+						/* died: wait longer each time it died young, up to a minute */
+						if (TimestampDifferenceExceeds(started_at[i], now, 10000))
+							backoff_ms[i] = 1000;
+						else
+							backoff_ms[i] = Min(Max(backoff_ms[i] * 2, 1000), 60000);
+						retry_at[i] = TimestampTzPlusMilliseconds(now, backoff_ms[i]);
+						ereport(LOG,
+								(errmsg("user_service worker %d exited; starting it again in %d ms",
+										i + 1, backoff_ms[i])));
+					}
 				}
-				else if (!wanted)
+				else if (!wanted && !stopping[i])
+				{
 					TerminateBackgroundWorker(handles[i]);
+					stopping[i] = true;
+				}
 			}
 
 			if (handles[i] == NULL && wanted)

@@ -63,9 +63,18 @@ $node->append_conf('postgresql.conf', 'user_service.workers = 3');
 $node->reload;
 ok(workers_become($node, 3), 'three workers after a reload');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM user_service.workers'), '3', 'the workers view shows them');
+my $log_offset = -s $node->logfile;
 $node->append_conf('postgresql.conf', 'user_service.workers = 1');
 $node->reload;
 ok(workers_become($node, 1), 'one worker after another reload');
+$node->append_conf('postgresql.conf', 'user_service.workers = 2');
+$node->reload;
+ok(workers_become($node, 2), 'two workers after a third reload');
+ok(!$node->log_contains('starting it again in', $log_offset),
+	'a worker stopped by the launcher is started again without a backoff');
+$node->append_conf('postgresql.conf', 'user_service.workers = 1');
+$node->reload;
+ok(workers_become($node, 1), 'one worker again');
 
 # A restarted launcher stops the workers of its predecessor before starting
 # its own: never two workers for one slot.
