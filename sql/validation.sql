@@ -30,6 +30,16 @@ SELECT pg_temp.show(n), pg_temp.try(format($$SELECT user_service.create_user(%L,
 SELECT name = repeat('é', 200) AS multibyte_200_ok
   FROM user_service.create_user(repeat('é', 200), 'n3@example.com', 'password1');
 
+-- Unicode white space, controls and invisible formatting characters (UTF-8
+-- database): a name of nothing else is empty, an email must have none
+SELECT to_hex(ascii(c)) AS code_point,
+       pg_temp.try(format($$SELECT user_service.create_user(%L, 'n4@example.com', 'password1')$$, repeat(c, 3))) AS as_name,
+       pg_temp.try(format($$SELECT user_service.create_user('N', %L, 'password1')$$, 'a' || c || 'b@example.com')) AS in_email
+  FROM (VALUES (U&'\0085'), (U&'\00A0'), (U&'\00AD'), (U&'\200B'), (U&'\2028'), (U&'\202E'),
+               (U&'\2066'), (U&'\3000'), (U&'\FEFF')) AS t(c);
+SELECT name = U&'Ada\00A0Lovelace' AS visible_name_with_nbsp_ok
+  FROM user_service.create_user(U&'Ada\00A0Lovelace', 'n5@example.com', 'password1');
+
 -- emails: at most 254 characters, one @, non-empty local part, dotted domain, no spaces
 SELECT pg_temp.show(e), pg_temp.try(format($$SELECT user_service.create_user('N', %L, 'password1')$$, e)) AS result
   FROM (VALUES (''), ('   '), ('plainaddress'), ('@example.com'), ('a@@example.com'),

@@ -58,6 +58,14 @@ PG_FUNCTION_INFO_V1(count_users_trigger);
 
 #define US_RETURNING_USER_INFO " RETURNING id, name, email, created_at, updated_at"
 
+/*
+ * now() is the transaction's start: a transaction that began before a user
+ * was created (a worker's group of items, say) must not stamp it as updated
+ * before it was created.  GREATEST compares with the type's default btree
+ * operator class, not an operator looked up by name.
+ */
+#define US_UPDATED_AT "GREATEST(pg_catalog.now(), created_at)"
+
 static UsStatement us_insert_user = {
 	"INSERT INTO user_service.users (name, email, password_hash)"
 	" VALUES ($1, $2, $3)" US_RETURNING_USER_INFO,
@@ -67,7 +75,7 @@ static UsStatement us_insert_user = {
 static UsStatement us_update_user = {
 	"UPDATE user_service.users"
 	" SET name = COALESCE($2, name), email = COALESCE($3, email),"
-	" updated_at = pg_catalog.now()"
+	" updated_at = " US_UPDATED_AT
 	" WHERE id OPERATOR(pg_catalog.=) $1" US_RETURNING_USER_INFO,
 	3, {INT8OID, TEXTOID, TEXTOID}
 };
@@ -79,7 +87,7 @@ static UsStatement us_delete_user = {
 
 static UsStatement us_set_password = {
 	"UPDATE user_service.users"
-	" SET password_hash = $2, updated_at = pg_catalog.now()"
+	" SET password_hash = $2, updated_at = " US_UPDATED_AT
 	" WHERE id OPERATOR(pg_catalog.=) $1",
 	2, {INT8OID, TEXTOID}
 };
@@ -122,15 +130,58 @@ us_trimmed(text *t)
 }
 
 /*
+ * us_is_invisible
+ *		Unicode code points that show nothing or move text around: C0 and C1
+ *		controls, DEL, the white space of categories Zs, Zl and Zp, the
+ *		zero-width and bidirectional formatting characters, and the byte
+ *		order mark.
+ */
+static bool
+us_is_invisible(pg_wchar c)
+{
+	return c <= 0x20 || (c >= 0x7f && c <= 0xa0) ||
+		c == 0x00ad || c == 0x1680 || c == 0x180e ||
+		(c >= 0x2000 && c <= 0x200f) ||
+		(c >= 0x2028 && c <= 0x202f) ||
+		(c >= 0x205f && c <= 0x206f) ||
+		c == 0x3000 || c == 0xfeff;
+}
+
+/*
+ * us_count_invisible
+ *		How many of the characters of s are invisible (above).  Beyond ASCII
+ *		only in a UTF-8 database, where characters are Unicode code points;
+ *		in other encodings only ASCII white space and controls count.
+ */
+static int
+us_count_invisible(const char *s)
+{
+	int			n = 0;
+
+	if (GetDatabaseEncoding() != PG_UTF8)
+	{
+		for (const char *p = s; *p; p++)
+			if ((unsigned char) *p <= ' ' || *p == 0x7f)
+				n++;
+		return n;
+	}
+	for (const unsigned char *p = (const unsigned char *) s; *p; p += pg_utf_mblen(p))
+		if (us_is_invisible(utf8_to_unicode(p)))
+			n++;
+	return n;
+}
+
+/*
  * us_valid_name
- *		Trimmed name: non-empty, at most US_NAME_MAX_CHARS characters.
+ *		Trimmed name: at least one visible character, at most
+ *		US_NAME_MAX_CHARS characters.
  */
 static char *
 us_valid_name(text *t)
 {
 	char	   *name = us_trimmed(t);
 
-	if (name[0] == '\0')
+	if (name[0] == '\0' || us_count_invisible(name) == pg_mbstrlen(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("name must not be empty")));
@@ -144,8 +195,8 @@ us_valid_name(text *t)
 /*
  * us_email_well_formed
  *		Exactly one '@', a non-empty local part, a domain that has a dot
- *		(neither first nor last, never two in a row), and no white space or
- *		control characters anywhere.
+ *		(neither first nor last, never two in a row), and no white space,
+ *		control or invisible formatting character anywhere.
  */
 static bool
 us_email_well_formed(const char *email)
@@ -154,9 +205,8 @@ us_email_well_formed(const char *email)
 	const char *domain;
 	size_t		dlen;
 
-	for (const char *p = email; *p; p++)
-		if ((unsigned char) *p <= ' ' || *p == 0x7f)
-			return false;
+	if (us_count_invisible(email) > 0)
+		return false;
 
 	if (at == NULL || at == email || strchr(at + 1, '@') != NULL)
 		return false;
