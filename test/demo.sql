@@ -59,5 +59,5 @@ SELECT status, count(*) FROM user_service.batch_results(:batch) GROUP BY status;
 SELECT total AS users_now FROM user_service.list_users();
 SELECT pid, state FROM user_service.workers;
 
-\echo == the one-row overview an administrator watches (user_service.stats)
+\echo '-- the one-row overview an administrator watches (user_service.stats)'
 SELECT * FROM user_service.stats;
