@@ -43,10 +43,12 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "mb/pg_wchar.h"
 #include "parser/parser.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "user_service.h"
@@ -108,6 +110,8 @@ static bool
 buf_init(RedactBuf *buf, size_t srclen)
 {
 	/* a literal of at least two bytes becomes five ('***'), so 3x is ample */
+	if (srclen > (MaxAllocSize - 16) / 3)
+		return false;			/* too long to copy: overwritten in place */
 	buf->cap = srclen * 3 + 16;
 	buf->len = 0;
 	buf->data = palloc_extended(buf->cap, MCXT_ALLOC_NO_OOM);
@@ -159,9 +163,15 @@ is_ident_char(char c)
  * quotes SQL inside double quotes (a context line: SQL statement "...")
  * is scanned with keep_identifiers false.  An unterminated literal runs to
  * the end of the text (a truncated parameter value, say).
+ *
+ * With sql_escapes, backslashes escape in E'...' literals, and in all of
+ * them when standard_conforming_strings is off.  Without, never: PostgreSQL
+ * writes parameter values ('...' with '' doubled) that way, whatever the
+ * session's setting.
  */
 static void
-redact_sql_into(RedactBuf *buf, const char *src, size_t n, bool keep_identifiers)
+redact_sql_into(RedactBuf *buf, const char *src, size_t n, bool keep_identifiers,
+				bool sql_escapes)
 {
 	const char *p = src;
 	const char *stop = src + n;
@@ -205,9 +215,10 @@ redact_sql_into(RedactBuf *buf, const char *src, size_t n, bool keep_identifiers
 		else if (*p == '\'')
 		{
 			/* E'...' and, with standard_conforming_strings off, '...' take backslashes */
-			bool		backslash = !standard_conforming_strings ||
-				(p > src && (p[-1] == 'E' || p[-1] == 'e') &&
-				 (p - 1 == src || !is_ident_char(p[-2])));
+			bool		backslash = sql_escapes &&
+				(!standard_conforming_strings ||
+				 (p > src && (p[-1] == 'E' || p[-1] == 'e') &&
+				  (p - 1 == src || !is_ident_char(p[-2]))));
 
 			p++;
 			while (p < stop)
@@ -240,14 +251,14 @@ redact_sql_into(RedactBuf *buf, const char *src, size_t n, bool keep_identifiers
 }
 
 static char *
-redact_sql(const char *src, bool keep_identifiers)
+redact_sql(const char *src, bool keep_identifiers, bool sql_escapes)
 {
 	RedactBuf	buf;
 	size_t		n = strlen(src);
 
 	if (!buf_init(&buf, n))
 		return NULL;
-	redact_sql_into(&buf, src, n, keep_identifiers);
+	redact_sql_into(&buf, src, n, keep_identifiers, sql_escapes);
 	return buf.data;
 }
 
@@ -287,35 +298,45 @@ redact_quoted(const char *src)
 
 /*
  * redact_context
- *		Context lines: "JSON data, line N: <input>" loses the input; every
- *		other line is scanned as SQL (SQL statement "...", portal "..." with
- *		parameters: $1 = '...').
+ *		A leading "JSON data, line N: <input>" line (the innermost callback's)
+ *		loses the input.  The rest is scanned as SQL in one piece, since a
+ *		literal or a parameter value may span lines: SQL statement "...",
+ *		portal "..." with parameters: $1 = '...'.  Double quotes are not
+ *		identifiers there (they delimit the statement).  With
+ *		standard_conforming_strings off, a statement's '\'' and a parameter
+ *		value's trailing backslash cannot both be read right, so everything
+ *		from the first quote to the last goes.
  */
 static char *
 redact_context(const char *src)
 {
 	RedactBuf	buf;
-	const char *line = src;
+	const char *rest = src;
+	const char *eol;
 
 	if (!buf_init(&buf, strlen(src)))
 		return NULL;
-	while (*line)
+	while (strncmp(rest, "JSON data, line ", 16) == 0 &&
+		   strchr(rest, ':') != NULL &&
+		   ((eol = strchr(rest, '\n')) == NULL || strchr(rest, ':') < eol))
 	{
-		const char *eol = strchr(line, '\n');
-		size_t		n = eol ? (size_t) (eol - line) : strlen(line);
-		const char *colon = memchr(line, ':', n);
-
-		if (strncmp(line, "JSON data, line ", 16) == 0 && colon)
-		{
-			buf_put(&buf, line, colon - line + 1);
-			buf_put(&buf, " " REDACTED, strlen(REDACTED) + 1);
-		}
-		else
-			redact_sql_into(&buf, line, n, false);
-		if (eol)
-			buf_put(&buf, "\n", 1);
-		line += n + (eol ? 1 : 0);
+		buf_put(&buf, rest, strchr(rest, ':') - rest + 1);
+		buf_put(&buf, " " REDACTED, strlen(REDACTED) + 1);
+		if (eol == NULL)
+			return buf.data;
+		buf_put(&buf, "\n", 1);
+		rest = eol + 1;
 	}
+	if (!standard_conforming_strings)
+	{
+		char	   *r = redact_quoted(rest);
+
+		if (r == NULL)
+			return NULL;
+		buf_put(&buf, r, strlen(r));
+	}
+	else
+		redact_sql_into(&buf, rest, strlen(rest), false, true);
 	return buf.data;
 }
 
@@ -372,6 +393,13 @@ is_sql_detail(const char *detail)
 		is_crash_detail(detail);
 }
 
+/* parameter values never take backslash escapes; statements may */
+static char *
+redact_detail_sql(const char *detail)
+{
+	return redact_sql(detail, true, strncmp(detail, "parameters: ", 12) != 0);
+}
+
 /*
  * redact_record
  *		Redact the fields of a sensitive record in place.
@@ -390,23 +418,23 @@ redact_record(ErrorData *edata)
 		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
 
 	if (edata->message && is_statement_log(edata))
-		replace_field(&edata->message, redact_sql(edata->message, true));
+		replace_field(&edata->message, redact_sql(edata->message, true, true));
 	else if (edata->message && !keep_text)
 		replace_field(&edata->message, redact_quoted(edata->message));
 	if (edata->hint && !keep_text)
 		replace_field(&edata->hint, redact_quoted(edata->hint));
 	if (edata->detail && is_sql_detail(edata->detail))
-		replace_field(&edata->detail, redact_sql(edata->detail, true));
+		replace_field(&edata->detail, redact_detail_sql(edata->detail));
 	else if (edata->detail && !keep_text)
 		replace_field(&edata->detail, redact_quoted(edata->detail));
 	if (edata->detail_log && is_sql_detail(edata->detail_log))
-		replace_field(&edata->detail_log, redact_sql(edata->detail_log, true));
+		replace_field(&edata->detail_log, redact_detail_sql(edata->detail_log));
 	else if (edata->detail_log && !keep_text)
 		replace_field(&edata->detail_log, redact_quoted(edata->detail_log));
 	if (edata->context)
 		replace_field(&edata->context, redact_context(edata->context));
 	if (edata->internalquery)
-		replace_field(&edata->internalquery, redact_sql(edata->internalquery, true));
+		replace_field(&edata->internalquery, redact_sql(edata->internalquery, true, true));
 	/* the statement itself cannot be rewritten: leave it out */
 	edata->hide_stmt = true;
 }
@@ -429,7 +457,7 @@ us_emit_log_hook(ErrorData *edata)
 			has_sensitive_word(edata->internalquery))
 			redact_record(edata);
 		else if (crash_detail && has_sensitive_word(edata->detail))
-			replace_field(&edata->detail, redact_sql(edata->detail, true));
+			replace_field(&edata->detail, redact_detail_sql(edata->detail));
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
@@ -467,11 +495,16 @@ us_password_call(void)
 		(strchr(debug_query_string, '\'') || strchr(debug_query_string, '$')))
 	{
 		uint64		query_id = pgstat_get_my_query_id();
-		char	   *redacted = redact_sql(debug_query_string, true);
+		/* pg_stat_activity keeps track_activity_query_size bytes: clip first */
+		int			len = pg_mbcliplen(debug_query_string, strlen(debug_query_string),
+									   pgstat_track_activity_query_size - 1);
+		char	   *clipped = pnstrdup(debug_query_string, len);
+		char	   *redacted = redact_sql(clipped, true, true);
 
 		pgstat_report_activity(STATE_RUNNING, redacted ? redacted : REDACTED);
 		pgstat_report_query_id(query_id, true);
 		if (redacted)
 			pfree(redacted);
+		pfree(clipped);
 	}
 }

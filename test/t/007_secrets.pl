@@ -122,6 +122,51 @@ foreach my $mode (qw(extended prepared))
 	like($stderr, qr/already exists/, "pgbench -M $mode: a failing call with bound passwords");
 }
 
+# Values that span lines: a literal or a bound parameter with a newline
+# starts on one line of an error's context and ends on another.
+my $one = $node->basedir . '/one.sql';
+open($fh, '>', $one) or die;
+print $fh "SELECT user_service.create_user(:name, :email, :pw);\n";
+close $fh;
+my $items = $node->basedir . '/items.sql';
+open($fh, '>', $items) or die;
+print $fh "SELECT user_service.submit_batch('create_user', :items);\n";
+close $fh;
+my $sco = $node->basedir . '/sco.sql';
+open($fh, '>', $sco) or die;
+print $fh "SET standard_conforming_strings = off;\nSELECT user_service.create_user(:name, :email, :pw);\n";
+close $fh;
+sub pgbench_fails
+{
+	my ($file, @defs) = @_;
+	my ($stdout, $stderr);
+	IPC::Run::run(
+		[ 'pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $file,
+		  (map { ('-D', $_) } @defs), $node->connstr('postgres') ],
+		'>', \$stdout, '2>', \$stderr);
+	return $stderr;
+}
+like(pgbench_fails($one, "name=Line1\nLine2", 'email=ada@example.com', 'pw=' . secret('multiline-bound')),
+	qr/already exists/, 'a failing call with a bound value that spans lines');
+like(pgbench_fails($items, "items=[\n {\"name\": \"A\", \"email\": \"ml\@example.com\", \"password\": \""
+			. secret('multiline-items') . "\"},\n {\"name\": 5}\n]"),
+	qr/item 2/, 'a failing batch of pretty-printed items');
+like(pgbench_fails($items, "items=[\n {\"name\": \"A\", \"email\": \"ml\@example.com\", \"password\": \""
+			. secret('multiline-json') . "\"},\n {\"name\" x}\n]"),
+	qr/invalid input syntax for type json/, 'pretty-printed malformed items');
+like(pgbench_fails($sco, 'name=Back\\', 'email=ada@example.com', 'pw=' . secret('backslash')),
+	qr/already exists/, 'a bound value ending in a backslash, standard_conforming_strings off');
+# (a wrapper's name carries "password", as the README advises, so that its
+# statement line is redacted too)
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION signup_with_password(n text, e text, p text) RETURNS void LANGUAGE plpgsql AS $f$
+	BEGIN
+		EXECUTE format('SELECT user_service.create_user(%L, %L, %L)', n, e, p);
+	END $f$;});
+my ($src, $sout, $serr) = $node->psql('postgres',
+	qq{SELECT signup_with_password(E'Line1\\nLine2', 'ada\@example.com', '} . secret('dynamic-sql') . q{')});
+like($serr, qr/already exists/, 'a failing call through dynamic SQL with a literal that spans lines');
+
 # While a call hashes, pg_stat_activity shows no password to a monitoring role.
 $node->safe_psql('postgres', 'CREATE ROLE monitor LOGIN IN ROLE pg_read_all_stats');
 my $slow = secret('activity');
