@@ -69,8 +69,8 @@ if [ "$failed" -ne 0 ]; then
         [ -s "$f" ] && { echo "--- $f"; head -n 300 "$f"; }
     done
     for f in "$work"/tmp_check/log/regress_log_*; do
-        [ -f "$f" ] && grep -qE '^not ok|died|BAIL' "$f" 2>/dev/null &&
-            { echo "--- $f"; grep -E -A12 '^not ok|died|BAIL' "$f" | head -n 120; }
+        [ -f "$f" ] && grep -qE '(^|\] )not ok|BAIL|Looks like your test' "$f" 2>/dev/null &&
+            { echo "--- $f"; grep -E -A12 '(^|\] )not ok|BAIL|Looks like your test' "$f" | head -n 120; }
     done
 else
     rm -rf "$work"

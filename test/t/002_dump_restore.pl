@@ -81,7 +81,7 @@ is( $node->safe_psql('dst', $batches),
 	"1|create_user|done|1|0|1|0\n2|create_user|done|3|0|3|0\n3|set_password|done|1|0|1|0",
 	'every item processed once, none failed');
 is( $node->safe_psql('dst', q{
-		SELECT string_agg(email, ',' ORDER BY id) FROM user_service.users WHERE email LIKE 'half%'}),
+		SELECT string_agg(email, ',' ORDER BY email) FROM user_service.users WHERE email LIKE 'half%'}),
 	'half1@example.com,half2@example.com,half3@example.com', 'each user of the half-done batch exists once');
 is( $node->safe_psql('dst', q{
 		SELECT user_service.verify_password('half3@example.com', 'half password 3'),
