@@ -67,3 +67,11 @@ SELECT name FROM user_service.create_user('Carol', 'carol@example.com', 'carol p
 SELECT user_service.delete_user(1);
 ROLLBACK;
 SELECT id, name FROM user_service.users ORDER BY id;
+
+-- A user_info that somebody altered is refused, not filled in from the
+-- wrong number of columns.
+ALTER TYPE user_service.user_info ADD ATTRIBUTE extra int;
+SELECT pg_temp.try('SELECT user_service.get_user(1)');
+SELECT pg_temp.try('SELECT user_service.list_users()');
+SELECT pg_temp.try($$SELECT user_service.update_user(1, 'Ann')$$);
+SELECT name FROM user_service.users WHERE id = 1;

@@ -56,7 +56,7 @@ us_catalog_invalidate(Datum arg, Oid relid)
  *		OID of a relation of the extension's schema, or a 55000 error saying
  *		the extension is missing or damaged.
  */
-static Oid
+Oid
 us_lookup_rel(const char *name, Oid nsp)
 {
 	Oid			relid = get_relname_relid(name, nsp);

@@ -78,6 +78,7 @@ typedef struct UsCatalog
 
 /* catalog.c */
 extern const UsCatalog *us_catalog(void);
+extern Oid	us_lookup_rel(const char *name, Oid nsp);
 extern void us_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 
 typedef struct UsSavedUser

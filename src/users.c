@@ -39,6 +39,7 @@
 #include "utils/fmgroids.h"
 #include "utils/formatting.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
@@ -306,12 +307,16 @@ us_copy_row(TupleTableSlot *slot, Datum *values, bool *nulls)
  * us_fetch_user
  *		Look one user up through a unique index of user_service.users (the
  *		key is on the index's first column) under the given snapshot, and
- *		copy the row into values/nulls.  False when there is none.  Locks are
- *		kept to the end of the transaction, as usual.
+ *		copy the row into values/nulls, or (values NULL) form its user_info
+ *		straight from the buffer into *info.  False when there is none.
+ *		Locks are kept to the end of the transaction, as usual.
  */
+static Datum us_user_info(TupleDesc desc, const Datum *values, const bool *nulls);
+static TupleDesc us_user_info_desc(void);
+
 static bool
 us_fetch_user(Oid indexrelid, ScanKey key, Snapshot snapshot,
-			  Datum *values, bool *nulls)
+			  Datum *values, bool *nulls, Datum *info)
 {
 	const UsCatalog *cat = us_catalog();
 	Relation	rel = table_open(cat->users_relid, AccessShareLock);
@@ -326,8 +331,13 @@ us_fetch_user(Oid indexrelid, ScanKey key, Snapshot snapshot,
 	scan = index_beginscan(rel, idx, snapshot, 1, 0);
 	index_rescan(scan, key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
+	if (found && values)
 		us_copy_row(slot, values, nulls);
+	else if (found)
+	{
+		slot_getallattrs(slot);
+		*info = us_user_info(us_user_info_desc(), slot->tts_values, slot->tts_isnull);
+	}
 	index_endscan(scan);
 
 	ExecDropSingleTupleTableSlot(slot);
@@ -343,7 +353,7 @@ us_fetch_by_id(int64 id, Snapshot snapshot, Datum *values, bool *nulls)
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
 	return us_fetch_user(us_catalog()->users_pkey_relid, &key, snapshot,
-						 values, nulls);
+						 values, nulls, NULL);
 }
 
 static bool
@@ -355,7 +365,7 @@ us_fetch_by_email(const char *email, Snapshot snapshot,
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
 				CStringGetTextDatum(us_lower_email(email)));
 	return us_fetch_user(us_catalog()->users_email_relid, &key, snapshot,
-						 values, nulls);
+						 values, nulls, NULL);
 }
 
 /*
@@ -383,6 +393,42 @@ us_check_email_free(const char *email, int64 except_id)
 				 errdetail("Email addresses are unique regardless of case."),
 				 errtableconstraint(rel, "users_email_key")));
 	}
+}
+
+/*
+ * us_user_info_desc
+ *		The descriptor of user_service.user_info, what create_user, get_user
+ *		and update_user return.  It is kept for the backend's life and copied
+ *		again only when the type changes (the type cache gives every version
+ *		of a row type its own identifier).  Asking fmgr for the result type
+ *		instead would copy it on every call: a prepared statement's executor
+ *		starts afresh each time, and fn_extra with it.
+ */
+static TupleDesc
+us_user_info_desc(void)
+{
+	static TupleDesc desc = NULL;
+	static uint64 desc_identifier = 0;
+	TypeCacheEntry *tce = lookup_type_cache(us_catalog()->user_info_typid,
+											TYPECACHE_TUPDESC);
+
+	if (tce->tupDesc == NULL || tce->tupDesc->natts != Natts_user_info)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("type \"user_service.user_info\" has been altered"),
+				 errhint("Reinstall the extension, or restore the type as the install script made it.")));
+	if (desc == NULL || desc_identifier != tce->tupDesc_identifier)
+	{
+		MemoryContext old = MemoryContextSwitchTo(CacheMemoryContext);
+		TupleDesc	copy = CreateTupleDescCopy(tce->tupDesc);
+
+		MemoryContextSwitchTo(old);
+		if (desc)
+			FreeTupleDesc(desc);
+		desc = copy;
+		desc_identifier = tce->tupDesc_identifier;
+	}
+	return desc;
 }
 
 /*
@@ -490,45 +536,26 @@ us_execute(UsStatement *stmt, Datum *args, const char *argnulls,
  */
 
 /*
- * What a call site of an API function keeps between calls (fn_extra): the
- * result descriptor, and for the list functions user_info's descriptor.
- * Looking them up on every call costs a catalog copy each time.
- */
-typedef struct UsCallCache
-{
-	TupleDesc	result_desc;
-	TupleDesc	info_desc;
-} UsCallCache;
-
-static UsCallCache *
-us_call_cache(FunctionCallInfo fcinfo)
-{
-	UsCallCache *cache = (UsCallCache *) fcinfo->flinfo->fn_extra;
-
-	if (cache == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		TupleDesc	desc;
-
-		cache = palloc0(sizeof(UsCallCache));
-		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		cache->result_desc = BlessTupleDesc(desc);
-		cache->info_desc = lookup_rowtype_tupdesc_copy(us_catalog()->user_info_typid, -1);
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = cache;
-	}
-	return cache;
-}
-
-/*
  * us_result_desc
- *		The composite result descriptor of the function being called.
+ *		The result descriptor of a list function (a record of OUT
+ *		parameters), kept at the call site (fn_extra) between calls.
  */
 static TupleDesc
 us_result_desc(FunctionCallInfo fcinfo)
 {
-	return us_call_cache(fcinfo)->result_desc;
+	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		desc = BlessTupleDesc(desc);
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = desc;
+	}
+	return desc;
 }
 
 /*
@@ -708,7 +735,7 @@ create_user(PG_FUNCTION_ARGS)
 	us_arg_not_null(fcinfo, 2, "password");
 	us_user_create(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2),
 				   values, nulls);
-	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
+	PG_RETURN_DATUM(us_user_info(us_user_info_desc(), values, nulls));
 }
 
 /*
@@ -718,16 +745,18 @@ Datum
 get_user(PG_FUNCTION_ARGS)
 {
 	int64		id;
-	Datum		values[Natts_users];
-	bool		nulls[Natts_users];
+	ScanKeyData key;
+	Datum		info;
 
 	us_arg_not_null(fcinfo, 0, "id");
 	id = PG_GETARG_INT64(0);
 
-	if (!us_fetch_by_id(id, GetActiveSnapshot(), values, nulls))
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+	if (!us_fetch_user(us_catalog()->users_pkey_relid, &key, GetActiveSnapshot(),
+					   NULL, NULL, &info))
 		us_user_not_found(id);
 
-	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
+	PG_RETURN_DATUM(info);
 }
 
 /*
@@ -745,7 +774,7 @@ update_user(PG_FUNCTION_ARGS)
 				   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
 				   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
 				   values, nulls);
-	PG_RETURN_DATUM(us_user_info(us_result_desc(fcinfo), values, nulls));
+	PG_RETURN_DATUM(us_user_info(us_user_info_desc(), values, nulls));
 }
 
 /*
@@ -858,7 +887,7 @@ us_list_page(FunctionCallInfo fcinfo, bool keyset, int64 after_id,
 	Snapshot	snapshot = GetActiveSnapshot();
 	const UsCatalog *cat = us_catalog();
 	TupleDesc	result_desc = us_result_desc(fcinfo);
-	TupleDesc	info_desc = us_call_cache(fcinfo)->info_desc;
+	TupleDesc	info_desc = us_user_info_desc();
 	Oid			elemtype = cat->user_info_typid;
 	int16		elemlen;
 	bool		elembyval;

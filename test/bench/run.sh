@@ -60,6 +60,28 @@ tps() {
     done | median
 }
 
+# tps_pair NAME OURS_LINES BASE_LINES: for figures whose goal is a ratio
+# near 1, RUNS pairs of runs, ours then the baseline in each, so that the
+# shared machine's drifts hit both alike.  Prints the median tps of each and
+# the median of the per-pair ratios.  Each *_LINES is a script, one line per
+# argument line (newline-separated).
+tps_pair() {
+    local name=$1 a="$work/$1_ours.pgbench" b="$work/$1_base.pgbench" i ta tb
+    printf '%s\n' "$2" >"$a"
+    printf '%s\n' "$3" >"$b"
+    chown "$(pg_owner):" "$a" "$b" 2>/dev/null || true
+    for i in $(seq "$RUNS"); do
+        ta=$(as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 \
+            -T "$SECONDS_PER_RUN" -f "$a" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
+        tb=$(as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 \
+            -T "$SECONDS_PER_RUN" -f "$b" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
+        echo "$ta $tb" >>"$work/$name.pairs"
+    done
+    printf '%s %s %s\n' "$(cut -d' ' -f1 "$work/$name.pairs" | median)" \
+        "$(cut -d' ' -f2 "$work/$name.pairs" | median)" \
+        "$(awk '{ printf "%.4f\n", ($2 > 0) ? $1 / $2 : 0 }' "$work/$name.pairs" | median)"
+}
+
 rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); echo "  $1: ours $2, baseline $3, ratio $4 (goal $5)"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
@@ -114,10 +136,10 @@ done
 [ "$(psql -c 'SELECT count(*) FROM user_service.users')" = "$USERS" ] || { echo "load failed"; exit 1; }
 
 echo "== reads"
-ours=$(tps get_ours "\\set id random(1, $USERS)" 'SELECT * FROM user_service.get_user(:id);')
-base=$(tps get_base "\\set id random(1, $USERS)" \
-    'SELECT id, name, email, created_at, updated_at FROM user_service.users WHERE id = :id;')
-row 'get_user(id), random ids, ops/s' "$(fmt "$ours")" "$(fmt "$base")" "$(ratio "$ours" "$base")" '>= 1.0'
+read -r ours base r < <(tps_pair get "\\set id random(1, $USERS)
+SELECT * FROM user_service.get_user(:id);" "\\set id random(1, $USERS)
+SELECT id, name, email, created_at, updated_at FROM user_service.users WHERE id = :id;")
+row 'get_user(id), random ids, ops/s' "$(fmt "$ours")" "$(fmt "$base")" "$(printf '%.2f' "$r")" '>= 1.0'
 
 ours=$(tps list1_ours 'SELECT * FROM user_service.list_users(1, 20);')
 base=$(tps list1_base 'SELECT count(*) FROM user_service.users;' \
@@ -137,11 +159,11 @@ echo "== the exact total under concurrent inserts"
 # The count trigger appends one row per statement: concurrent inserts must
 # not slow down because of it.  Same table, same indexes, without triggers.
 psql -c "CREATE TABLE bench_users_plain (LIKE user_service.users INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)"
-ours=$(tps ins_ours '\set r random(1, 1000000000000)' \
-    "INSERT INTO user_service.users (name, email, password_hash) VALUES ('I', 'ins' || :r || '@example.com', 'x');")
-base=$(tps ins_base '\set r random(1, 1000000000000)' \
-    "INSERT INTO bench_users_plain (name, email, password_hash) VALUES ('I', 'ins' || :r || '@example.com', 'x');")
-row 'INSERT into users, 2 clients, ops/s (with the count trigger)' "$(fmt "$ours")" "$(fmt "$base") (same table, no trigger)" "$(ratio "$ours" "$base")" 'no drop (~1)'
+read -r ours base r < <(tps_pair ins "\\set r random(1, 1000000000000)
+INSERT INTO user_service.users (name, email, password_hash) VALUES ('I', 'ins' || :r || '@example.com', 'x');" \
+    "\\set r random(1, 1000000000000)
+INSERT INTO bench_users_plain (name, email, password_hash) VALUES ('I', 'ins' || :r || '@example.com', 'x');")
+row 'INSERT into users, 2 clients, ops/s (with the count trigger)' "$(fmt "$ours")" "$(fmt "$base") (same table, no trigger)" "$(printf '%.2f' "$r")" 'no drop (~1)'
 
 echo "== hashing"
 # The extension hashes parallelism-1 argon2id with libsodium (it won by about
