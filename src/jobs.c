@@ -395,10 +395,16 @@ static UsStatement us_mark_finished = {
 	1, {INT8OID}
 };
 
-/* Cheap first look: does the batch still have pending items? */
+/*
+ * Cheap first look: does the batch still have pending items (a row or
+ * none)?  Asked in the order of the index of pending items, so that no plan
+ * beats reading that index's first entry for the batch.  (As an EXISTS, a
+ * generic plan made from statistics that saw many pending items chose to
+ * scan the whole job table, expecting an early match.)
+ */
 static UsStatement us_pending_left = {
-	"SELECT EXISTS (SELECT FROM user_service.batch_items"
-	"                WHERE batch_id = $1 AND status = 'pending')",
+	"SELECT item FROM user_service.batch_items"
+	" WHERE batch_id = $1 AND status = 'pending' ORDER BY item LIMIT 1",
 	1, {INT8OID}
 };
 
@@ -1621,11 +1627,10 @@ us_mark_batch_finished(int64 batch_id)
 	UsSavedUser saved;
 	Datum		args[1] = {Int64GetDatum(batch_id)};
 	bool		marked;
-	bool		isnull;
 
 	us_spi_begin(&saved);
 	us_spi_run(&us_pending_left, args, NULL, true, 1);
-	if (DatumGetBool(us_spi_value(0, 1, &isnull)))
+	if (SPI_processed > 0)
 		marked = false;			/* others are still at it, or retries are due */
 	else
 	{

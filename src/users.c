@@ -303,6 +303,9 @@ us_copy_row(TupleTableSlot *slot, Datum *values, bool *nulls)
 	}
 }
 
+static Datum us_user_info(TupleDesc desc, const Datum *values, const bool *nulls);
+static TupleDesc us_user_info_desc(void);
+
 /*
  * us_fetch_user
  *		Look one user up through a unique index of user_service.users (the
@@ -311,14 +314,12 @@ us_copy_row(TupleTableSlot *slot, Datum *values, bool *nulls)
  *		straight from the buffer into *info.  False when there is none.
  *		Locks are kept to the end of the transaction, as usual.
  */
-static Datum us_user_info(TupleDesc desc, const Datum *values, const bool *nulls);
-static TupleDesc us_user_info_desc(void);
-
 static bool
 us_fetch_user(Oid indexrelid, ScanKey key, Snapshot snapshot,
 			  Datum *values, bool *nulls, Datum *info)
 {
 	const UsCatalog *cat = us_catalog();
+	TupleDesc	info_desc = values ? NULL : us_user_info_desc();
 	Relation	rel = table_open(cat->users_relid, AccessShareLock);
 	Relation	idx = index_open(indexrelid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -336,7 +337,7 @@ us_fetch_user(Oid indexrelid, ScanKey key, Snapshot snapshot,
 	else if (found)
 	{
 		slot_getallattrs(slot);
-		*info = us_user_info(us_user_info_desc(), slot->tts_values, slot->tts_isnull);
+		*info = us_user_info(info_desc, slot->tts_values, slot->tts_isnull);
 	}
 	index_endscan(scan);
 

@@ -1,0 +1,64 @@
+# The workers reach a batch's items through the index of pending items,
+# whatever the statistics say and with generic plans too.  The statistics
+# below are the benchmark's: taken while a big batch waited, they make
+# every batch look like thousands of pending rows, and a generic plan of the
+# "any pending item left?" check then chose a sequential scan of the whole
+# job table (130 ms per finished batch at a million rows, which delayed the
+# next batch's start).  auto_explain logs every plan the workers run.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('plans');
+$node->init;
+$node->append_conf(
+	'postgresql.conf', q{
+shared_preload_libraries = 'user_service, auto_explain'
+user_service.database = 'postgres'
+user_service.workers = 0
+auto_explain.log_min_duration = 0
+auto_explain.log_nested_statements = on
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION user_service');
+
+# A big batch waits (no worker yet) while the statistics are taken.
+my $big = $node->safe_psql('postgres', q{
+	SET client_min_messages = warning;
+	SELECT user_service.submit_batch('delete_user',
+		(SELECT jsonb_agg(jsonb_build_object('id', 1000000000 + i)) FROM generate_series(1, 100000) i), 200)});
+$node->safe_psql('postgres', 'ANALYZE user_service.batch_items');
+is( $node->safe_psql('postgres', q{
+		SELECT most_common_vals::text FROM pg_stats
+		 WHERE schemaname = 'user_service' AND tablename = 'batch_items' AND attname = 'status'}),
+	'{pending}', 'the statistics see only pending items');
+
+# One worker, generic plans only: it finishes the big batch, then small ones.
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET plan_cache_mode = 'force_generic_plan';
+	ALTER SYSTEM SET user_service.workers = 1;
+	SELECT pg_reload_conf();});
+is($node->safe_psql('postgres', "SELECT user_service.wait_batch($big, '5 min')"),
+	't', 'the big batch is processed');
+my $log_start = -s $node->logfile;
+for my $i (1 .. 5)
+{
+	my $small = $node->safe_psql('postgres', qq{
+		SELECT user_service.submit_batch('delete_user', '[{"id": $i}]')});
+	is($node->safe_psql('postgres', "SELECT user_service.wait_batch($small, '1 min')"),
+		't', "small batch $i is processed");
+}
+
+my $log = slurp_file($node->logfile, $log_start);
+my @plans = split /LOG:  duration: /, $log;
+my @worker_plans = grep { /batch_items/ } @plans;
+ok(scalar(grep { /on batch_items/ } @worker_plans) >= 5,
+	'auto_explain logged the plans of the workers\' statements on the job table');
+my @seq = grep { /Seq Scan on batch_items/ } @worker_plans;
+is(scalar(@seq), 0, 'no plan scans the whole job table')
+  or diag("first such plan:\n" . $seq[0]);
+
+$node->stop;
+done_testing();
