@@ -101,6 +101,8 @@ typedef struct UsStatement
 	int			nargs;
 	Oid			argtypes[US_MAX_ARGS];
 	SPIPlanPtr	plan;
+	int			cursor_options; /* CURSOR_OPT_CUSTOM_PLAN: always plan for
+								 * the values at hand */
 } UsStatement;
 
 extern int	us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
