@@ -567,36 +567,29 @@ static void
 us_item_writer_init(UsItemWriter *w, Relation rel)
 {
 	ResultRelInfo *all = makeNode(ResultRelInfo);
-	int			nbrin = 0;
+	ResultRelInfo *rest = makeNode(ResultRelInfo);
+	int			n = 0;
 
 	w->estate = CreateExecutorState();
 	InitResultRelInfo(all, rel, 0, NULL, 0);
 	ExecOpenIndices(all, false);
+
+	*rest = *all;
+	rest->ri_IndexRelationDescs = palloc(sizeof(Relation) * all->ri_NumIndices);
+	rest->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * all->ri_NumIndices);
 	for (int i = 0; i < all->ri_NumIndices; i++)
+	{
 		if (us_index_on_batch_id_brin(all->ri_IndexRelationDescs[i],
 									  all->ri_IndexRelationInfo[i]))
-			nbrin++;
-	w->all = w->rest = all;
-	if (nbrin > 0)
-	{
-		ResultRelInfo *rest = makeNode(ResultRelInfo);
-		int			n = 0;
-
-		*rest = *all;
-		rest->ri_IndexRelationDescs = palloc(sizeof(Relation) * all->ri_NumIndices);
-		rest->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * all->ri_NumIndices);
-		for (int i = 0; i < all->ri_NumIndices; i++)
-		{
-			if (us_index_on_batch_id_brin(all->ri_IndexRelationDescs[i],
-										  all->ri_IndexRelationInfo[i]))
-				continue;
-			rest->ri_IndexRelationDescs[n] = all->ri_IndexRelationDescs[i];
-			rest->ri_IndexRelationInfo[n] = all->ri_IndexRelationInfo[i];
-			n++;
-		}
-		rest->ri_NumIndices = n;
-		w->rest = rest;
+			continue;
+		rest->ri_IndexRelationDescs[n] = all->ri_IndexRelationDescs[i];
+		rest->ri_IndexRelationInfo[n] = all->ri_IndexRelationInfo[i];
+		n++;
 	}
+	rest->ri_NumIndices = n;
+
+	w->all = all;
+	w->rest = rest;
 	w->cid = GetCurrentCommandId(true);
 	w->bistate = GetBulkInsertState();
 	w->last_block = InvalidBlockNumber;
@@ -683,15 +676,15 @@ us_store_items(int64 batch_id, Jsonb *items, int count)
 
 		oldcxt = MemoryContextSwitchTo(itemcxt);
 		item = getIthJsonbValueFromContainer(&items->root, i);
-		memset(slot->tts_isnull, true, Natts_batch_items * sizeof(bool));
 		slot->tts_values[Anum_batch_items_batch_id - 1] = Int64GetDatum(batch_id);
 		slot->tts_values[Anum_batch_items_item - 1] = Int32GetDatum(i + 1);
 		slot->tts_values[Anum_batch_items_status - 1] = pending;
 		slot->tts_values[Anum_batch_items_payload - 1] =
 			JsonbPGetDatum(JsonbValueToJsonb(item));
 		slot->tts_values[Anum_batch_items_attempts - 1] = Int32GetDatum(0);
-		for (int a = Anum_batch_items_batch_id; a <= Anum_batch_items_attempts; a++)
-			slot->tts_isnull[a - 1] = false;
+		/* the columns after attempts hold an item's outcome: none yet */
+		for (int a = 0; a < Natts_batch_items; a++)
+			slot->tts_isnull[a] = a >= Anum_batch_items_attempts;
 		MemoryContextSwitchTo(oldcxt);
 		ExecStoreVirtualTuple(slot);
 

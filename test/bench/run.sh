@@ -46,17 +46,22 @@ psql() { as_pg "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$por
 # median of the numbers on stdin
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# tps NAME SQL...: median transactions/s of a pgbench script (2 clients,
-# prepared statements) over RUNS runs of SECONDS_PER_RUN seconds
+# tps_once FILE: transactions/s of one pgbench run of a script (2 clients,
+# prepared statements, SECONDS_PER_RUN seconds)
+tps_once() {
+    as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 \
+        -T "$SECONDS_PER_RUN" -f "$1" postgres 2>/dev/null |
+        sed -nE 's/^tps = ([0-9.]+) .*/\1/p'
+}
+
+# tps NAME SQL...: median transactions/s of a pgbench script over RUNS runs
 tps() {
     local name=$1 file="$work/$1.pgbench"
     shift
     printf '%s\n' "$@" >"$file"
     chown "$(pg_owner):" "$file" 2>/dev/null || true
     for _ in $(seq "$RUNS"); do
-        as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 \
-            -T "$SECONDS_PER_RUN" -f "$file" postgres 2>/dev/null |
-            sed -nE 's/^tps = ([0-9.]+) .*/\1/p'
+        tps_once "$file"
     done | median
 }
 
@@ -66,17 +71,13 @@ tps() {
 # the median of the per-pair ratios.  Each *_LINES is a script, one line per
 # argument line (newline-separated).
 tps_pair() {
-    local name=$1 a="$work/$1_ours.pgbench" b="$work/$1_base.pgbench" i ta tb
+    local name=$1 a="$work/$1_ours.pgbench" b="$work/$1_base.pgbench"
     printf '%s\n' "$2" >"$a"
     printf '%s\n' "$3" >"$b"
     chown "$(pg_owner):" "$a" "$b" 2>/dev/null || true
-    for i in $(seq "$RUNS"); do
-        ta=$(as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 \
-            -T "$SECONDS_PER_RUN" -f "$a" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
-        tb=$(as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 2 -j 2 \
-            -T "$SECONDS_PER_RUN" -f "$b" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
-        echo "$ta $tb" >>"$work/$name.pairs"
-    done
+    for _ in $(seq "$RUNS"); do
+        echo "$(tps_once "$a") $(tps_once "$b")"
+    done >"$work/$name.pairs"
     printf '%s %s %s\n' "$(cut -d' ' -f1 "$work/$name.pairs" | median)" \
         "$(cut -d' ' -f2 "$work/$name.pairs" | median)" \
         "$(awk '{ printf "%.4f\n", ($2 > 0) ? $1 / $2 : 0 }' "$work/$name.pairs" | median)"
