@@ -1,7 +1,7 @@
 # user_service: PGXS build.
 #
 #   make && make install              build and install (as root)
-#   bash test/run-tests               everything: build, install, pg_regress,
+#   bash test/run-tests.sh            everything: build, install, pg_regress,
 #                                     isolation and TAP, one summary line
 #
 # `make installcheck` runs the same three suites; each starts its own
@@ -12,11 +12,21 @@ MODULE_big = user_service
 OBJS = \
 	src/user_service.o \
 	src/catalog.o \
+	src/slots.o \
 	src/password.o \
+	src/redact.o \
+	src/validation.o \
+	src/user_ops.o \
+	src/user_count.o \
 	src/users.o \
-	src/jobs.o \
-	src/worker.o \
-	src/redact.o
+	src/user_list.o \
+	src/batch_kinds.o \
+	src/batch_submit.o \
+	src/batch_run.o \
+	src/batch_housekeeping.o \
+	src/batches.o \
+	src/launcher.o \
+	src/worker.o
 DATA = user_service--1.0.sql user_service--1.0--1.1.sql user_service--1.1--1.2.sql
 
 SHLIB_LINK += -largon2 -lsodium

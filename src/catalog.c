@@ -27,7 +27,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "user_service.h"
+#include "catalog.h"
 
 static UsCatalog us_cat;
 static bool us_cat_valid = false;
@@ -213,4 +213,14 @@ us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
 		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
 			 stmt->sql, SPI_result_code_string(rc));
 	return rc;
+}
+
+/*
+ * us_spi_value
+ *		Column col (from 1) of row row of the last SPI result.
+ */
+Datum
+us_spi_value(uint64 row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
 }

@@ -31,10 +31,13 @@
 #include <argon2.h>
 #include <sodium.h>
 
+#include <limits.h>
+
 #include "common/base64.h"
 #include "port.h"
+#include "utils/guc.h"
 
-#include "user_service.h"
+#include "password.h"
 
 #define US_SALT_BYTES	16
 #define US_TAG_BYTES	32
@@ -53,8 +56,62 @@
 #define US_IMPORT_MAX_MEMORY_KIB	1048576 /* 1 GiB */
 #define US_IMPORT_MAX_BLOCKS		4194304 /* e.g. 1 GiB x 4 passes */
 
-/* sodium_init() succeeded (in _PG_init) */
-bool		us_sodium_ready = false;
+/* GUC variables, named after their GUCs. */
+static int	user_service_argon2_memory_kib = 19456;
+static int	user_service_argon2_iterations = 2;
+static int	user_service_argon2_parallelism = 1;
+
+/* sodium_init() succeeded (us_password_init) */
+static bool us_sodium_ready = false;
+
+/*
+ * us_password_init
+ *		From _PG_init: the parameters of new hashes, and libsodium.  They are
+ *		superuser-only: they decide how much memory and CPU every login
+ *		costs.  Their ranges are libargon2's own limits (as far as an int GUC
+ *		reaches); the one limit that ties two of them (memory >= 8 KiB per
+ *		lane) is checked when hashing.
+ */
+void
+us_password_init(void)
+{
+	DefineCustomIntVariable("user_service.argon2_memory_kib",
+							"Memory cost of new argon2id password hashes.",
+							"Stored hashes keep the parameters they were made with; "
+							"a successful verify rehashes them with the current ones.",
+							&user_service_argon2_memory_kib,
+							19456,
+							ARGON2_MIN_MEMORY,
+							INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("user_service.argon2_iterations",
+							"Time cost (passes over memory) of new argon2id password hashes.",
+							NULL,
+							&user_service_argon2_iterations,
+							2,
+							ARGON2_MIN_TIME,
+							INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("user_service.argon2_parallelism",
+							"Parallelism (lanes) of new argon2id password hashes.",
+							"The lanes are computed one after the other in the calling "
+							"process; the parameter only changes the hash.",
+							&user_service_argon2_parallelism,
+							1,
+							ARGON2_MIN_LANES,
+							ARGON2_MAX_LANES,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	us_sodium_ready = sodium_init() >= 0;
+}
 
 /*
  * us_argon2

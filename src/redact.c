@@ -26,7 +26,7 @@
  *   identifiers and comments are kept;
  * - messages, details and hints raised by this extension are kept as they
  *   are (they never contain a password: see the message conventions in
- *   users.c); those raised by PostgreSQL itself have everything between
+ *   user_ops.c); those raised by PostgreSQL itself have everything between
  *   their first and last quote replaced, since they may quote the input;
  * - the STATEMENT line of an error is suppressed (errhidestmt): the
  *   statement cannot be rewritten there.
@@ -48,12 +48,14 @@
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "user_service.h"
+#include "redact.h"
 
-bool		user_service_redact_log = true;
+/* GUC variable, named after its GUC. */
+static bool user_service_redact_log = true;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
@@ -465,11 +467,22 @@ us_emit_log_hook(ErrorData *edata)
 
 /*
  * us_redact_init
- *		Install the log hook (from _PG_init).
+ *		From _PG_init: the GUC, and the log hook.
  */
 void
 us_redact_init(void)
 {
+	DefineCustomBoolVariable("user_service.redact_log",
+							 "Replace string literals and parameter values by *** in server "
+							 "log records of statements that carry a password.",
+							 "Also leaves out their STATEMENT line. See src/redact.c for "
+							 "what is covered.",
+							 &user_service_redact_log,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = us_emit_log_hook;
 }

@@ -1,0 +1,227 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch_housekeeping.c
+ *		The end of a batch's life: noting that it finished (and so waking
+ *		wait_batch), and deleting it once user_service.batch_retention has
+ *		passed.  Housekeeping also folds the user count.
+ *
+ * A batch's state always comes from its items' progress rows (the view
+ * user_service.batches); finished_at is a hint for claiming and retention,
+ * written by whoever sees the last item done.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "batch.h"
+#include "catalog.h"
+#include "user_ops.h"
+
+/* GUC variable, named after its GUC. */
+static char *user_service_batch_retention = NULL;
+
+/* Note a complete batch's finished_at; a row back when it did. */
+static UsStatement us_mark_finished = {
+	"UPDATE user_service.batch_jobs b"
+	"   SET finished_at = (SELECT max(at) FROM user_service.batch_progress WHERE batch_id = b.id)"
+	" WHERE b.id = $1 AND b.finished_at IS NULL"
+	"   AND (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
+	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total"
+	" RETURNING true",
+	1, {INT8OID}
+};
+
+/*
+ * Cheap first look: does the batch still have pending items (a row or
+ * none)?  Asked in the order of the index of pending items, so that no plan
+ * beats reading that index's first entry for the batch.  An EXISTS would
+ * leave a generic plan free to scan the whole job table when the statistics
+ * saw many pending items, expecting an early match.
+ */
+static UsStatement us_pending_left = {
+	"SELECT item FROM user_service.batch_items"
+	" WHERE batch_id = $1 AND status = 'pending' ORDER BY item LIMIT 1",
+	1, {INT8OID}
+};
+
+/* The same for every open batch (housekeeping). */
+static UsStatement us_mark_all_finished = {
+	"UPDATE user_service.batch_jobs b"
+	"   SET finished_at = (SELECT max(at) FROM user_service.batch_progress WHERE batch_id = b.id)"
+	" WHERE b.finished_at IS NULL"
+	"   AND (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
+	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total",
+	0
+};
+
+/*
+ * Retention: the batches finished longer ago than user_service.batch_retention,
+ * then their items and progress rows by batch id.  Those two are planned for
+ * the ids at hand (custom plans): the BRIN index finds a few expired batches'
+ * pages, where one statement joining the deleted batches to the job table
+ * read the whole table every time something expired.
+ */
+static UsStatement us_purge_jobs = {
+	"DELETE FROM user_service.batch_jobs"
+	" WHERE finished_at < now() - $1::interval RETURNING id",
+	1, {TEXTOID}
+};
+
+static UsStatement us_purge_items = {
+	"DELETE FROM user_service.batch_items WHERE batch_id = ANY ($1)",
+	1, {INT8ARRAYOID}, NULL, CURSOR_OPT_CUSTOM_PLAN
+};
+
+static UsStatement us_purge_progress = {
+	"DELETE FROM user_service.batch_progress WHERE batch_id = ANY ($1)",
+	1, {INT8ARRAYOID}, NULL, CURSOR_OPT_CUSTOM_PLAN
+};
+
+/*
+ * us_check_retention
+ *		user_service.batch_retention must read as a non-negative interval
+ *		('7 days', '12 hours', '0').  Parsed with the datetime routines that
+ *		report errors as codes, since a check hook must not throw.
+ */
+static bool
+us_check_retention(char **newval, void **extra, GucSource source)
+{
+	char		workbuf[MAXDATELEN + 1];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	struct pg_itm_in itm;
+	Interval	span;
+
+	if (strlen(*newval) > MAXDATELEN ||
+		ParseDateTime(*newval, workbuf, sizeof(workbuf), field, ftype,
+					  MAXDATEFIELDS, &nf) != 0 ||
+		DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm) != 0 ||
+		dtype != DTK_DELTA ||
+		itmin2interval(&itm, &span) != 0)
+	{
+		GUC_check_errdetail("\"%s\" is not an interval such as \"7 days\".", *newval);
+		return false;
+	}
+	if (span.time < 0 || span.day < 0 || span.month < 0)
+	{
+		GUC_check_errdetail("The retention must not be negative.");
+		return false;
+	}
+	return true;
+}
+
+void
+us_batch_housekeeping_init(void)
+{
+	DefineCustomStringVariable("user_service.batch_retention",
+							   "How long finished batches are kept before the workers delete them.",
+							   NULL,
+							   &user_service_batch_retention,
+							   "7 days",
+							   PGC_SIGHUP,
+							   0,
+							   us_check_retention, NULL, NULL);
+}
+
+/*
+ * us_batch_note_finished
+ *		If the batch is complete, note its finished_at; true when this call
+ *		did, so that exactly one of racing finishers wakes the waiters.  Call
+ *		inside SPI.
+ */
+bool
+us_batch_note_finished(int64 batch_id)
+{
+	Datum		args[1] = {Int64GetDatum(batch_id)};
+
+	us_spi_run(&us_mark_finished, args, NULL, false, 0);
+	return SPI_processed > 0;
+}
+
+/*
+ * us_batch_tables_exist
+ *		Is the extension, at a version with the batch engine, installed in
+ *		this database?  For the workers, which wait quietly until it is.
+ */
+bool
+us_batch_tables_exist(void)
+{
+	Oid			nsp;
+
+	if (!OidIsValid(get_extension_oid("user_service", true)))
+		return false;
+	nsp = get_namespace_oid("user_service", true);
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("batch_jobs", nsp));
+}
+
+/*
+ * us_mark_batch_finished
+ *		If the batch is complete, note its finished_at; true when this call
+ *		did (the caller then wakes the waiters).  Workers call it in a new
+ *		transaction after each group's commit: of two groups finishing a
+ *		batch at once, the one that commits last sees both.
+ */
+bool
+us_mark_batch_finished(int64 batch_id)
+{
+	UsSavedUser saved;
+	Datum		args[1] = {Int64GetDatum(batch_id)};
+	bool		marked;
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_pending_left, args, NULL, true, 1);
+	if (SPI_processed > 0)
+		marked = false;			/* others are still at it, or retries are due */
+	else
+		marked = us_batch_note_finished(batch_id);
+	us_spi_end(&saved);
+	return marked;
+}
+
+/*
+ * us_purge_batches
+ *		Note finished_at of complete batches (some were completed by
+ *		process_batches, which cannot), delete the batches finished longer
+ *		than user_service.batch_retention ago (their items and progress go
+ *		with them), and fold the user count.  Returns how many it deleted.
+ */
+int64
+us_purge_batches(void)
+{
+	UsSavedUser saved;
+	Datum		args[1] = {CStringGetTextDatum(user_service_batch_retention)};
+	int64		n;
+	bool		isnull;
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_mark_all_finished, NULL, NULL, false, 0);
+	us_spi_run(&us_purge_jobs, args, NULL, false, 0);
+	n = (int64) SPI_processed;
+	if (n > 0)
+	{
+		Datum	   *ids = palloc(sizeof(Datum) * n);
+		Datum		idarray[1];
+
+		for (int64 i = 0; i < n; i++)
+			ids[i] = us_spi_value(i, 1, &isnull);
+		idarray[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		us_spi_run(&us_purge_items, idarray, NULL, false, 0);
+		us_spi_run(&us_purge_progress, idarray, NULL, false, 0);
+	}
+	us_compact_user_count();
+	us_spi_end(&saved);
+	return n;
+}

@@ -1,0 +1,463 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch_kinds.c
+ *		The kinds of batches: for each, the keys of its items, the API
+ *		function whose EXECUTE privilege submitting it needs, the version of
+ *		the extension that introduced it, and how an item (or a whole group
+ *		of items) is applied.  A new kind is one entry of us_kinds.
+ *
+ * Items are checked twice: their shape (an object with the kind's keys, each
+ * of the right JSON type) when the batch is submitted, so that a malformed
+ * submission stores nothing; their values (a valid email, a long enough
+ * password) when they are applied, so that a bad value fails its item alone.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+
+#include "batch.h"
+#include "catalog.h"
+#include "password.h"
+#include "user_ops.h"
+
+typedef enum UsKeyType
+{
+	US_KEY_STRING,
+	US_KEY_ID,
+	US_KEY_PHC					/* a string: an argon2 PHC string to import */
+} UsKeyType;
+
+typedef struct UsKeySpec
+{
+	const char *key;
+	UsKeyType	type;
+	bool		required;
+} UsKeySpec;
+
+/* Carry out one item; returns the id of the user it concerned. */
+typedef int64 (*UsApplyItem) (Jsonb *payload);
+
+/*
+ * Carry out a group of items at once; applied[i] says whether item i took
+ * effect (user_ids[i] is then its user).  The items that did not are run
+ * one by one afterwards, for their own errors.  An error rolls the group back.
+ */
+typedef void (*UsApplyGroup) (Jsonb **payloads, int n, int64 *user_ids, bool *applied);
+
+struct UsKindSpec
+{
+	const char *name;			/* the kind */
+	const char *keys_hint;		/* its keys, for a message */
+	bool		hashes;			/* does an item cost an argon2 hash? */
+	const char *func;			/* the API function whose EXECUTE it needs */
+	int			nargs;			/* that function's arguments */
+	Oid			argtypes[3];
+	int			since_major;	/* the extension version that has the kind */
+	int			since_minor;
+	UsKeySpec	keys[4];		/* ends with a NULL key */
+	UsApplyItem apply;
+	UsApplyGroup apply_group;	/* NULL: items one by one */
+};
+
+static int64 us_apply_create(Jsonb *payload);
+static int64 us_apply_update(Jsonb *payload);
+static int64 us_apply_delete(Jsonb *payload);
+static void us_apply_delete_group(Jsonb **payloads, int n, int64 *user_ids, bool *applied);
+static int64 us_apply_set_password(Jsonb *payload);
+static int64 us_apply_import(Jsonb *payload);
+
+/*
+ * import_user does what create_user does with a hash instead of a password
+ * (and no argon2 work): it needs EXECUTE on create_user.
+ */
+static const UsKindSpec us_kinds[] = {
+	{"create_user", "name, email and password",
+		true, "create_user", 3, {TEXTOID, TEXTOID, TEXTOID}, 1, 1,
+		{{"name", US_KEY_STRING, true}, {"email", US_KEY_STRING, true},
+		{"password", US_KEY_STRING, true}},
+	us_apply_create, NULL},
+	{"update_user", "id, and name and/or email",
+		false, "update_user", 3, {INT8OID, TEXTOID, TEXTOID}, 1, 1,
+		{{"id", US_KEY_ID, true}, {"name", US_KEY_STRING, false},
+		{"email", US_KEY_STRING, false}},
+	us_apply_update, NULL},
+	{"delete_user", "id",
+		false, "delete_user", 1, {INT8OID}, 1, 1,
+		{{"id", US_KEY_ID, true}},
+	us_apply_delete, us_apply_delete_group},
+	{"set_password", "id and password",
+		true, "set_password", 2, {INT8OID, TEXTOID}, 1, 1,
+		{{"id", US_KEY_ID, true}, {"password", US_KEY_STRING, true}},
+	us_apply_set_password, NULL},
+	{"import_user", "name, email and password_hash",
+		false, "create_user", 3, {TEXTOID, TEXTOID, TEXTOID}, 1, 2,
+		{{"name", US_KEY_STRING, true}, {"email", US_KEY_STRING, true},
+		{"password_hash", US_KEY_PHC, true}},
+	us_apply_import, NULL},
+};
+
+/*
+ * us_kind_by_name
+ *		The kind called name, or 22023.
+ */
+const UsKindSpec *
+us_kind_by_name(const char *name)
+{
+	for (int k = 0; k < (int) lengthof(us_kinds); k++)
+		if (strcmp(us_kinds[k].name, name) == 0)
+			return &us_kinds[k];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown batch kind \"%s\"", name),
+			 errhint("The kinds are create_user, update_user, delete_user, set_password and import_user.")));
+	pg_unreachable();
+}
+
+const char *
+us_kind_name(const UsKindSpec *kind)
+{
+	return kind->name;
+}
+
+/* Does an item cost an argon2 hash (and so keep a concurrency slot busy)? */
+bool
+us_kind_hashes(const UsKindSpec *kind)
+{
+	return kind->hashes;
+}
+
+/*
+ * us_kind_check_privilege
+ *		A batch of a kind does what the kind's API function does: submitting
+ *		one needs EXECUTE on that function (42501 otherwise), so that EXECUTE
+ *		on submit_batch alone does not open set_password or delete_user.
+ */
+void
+us_kind_check_privilege(const UsKindSpec *kind)
+{
+	Oid			funcoid;
+	AclResult	aclresult;
+
+	funcoid = LookupFuncName(list_make2(makeString("user_service"), makeString((char *) kind->func)),
+							 kind->nargs, kind->argtypes, false);
+	aclresult = pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, kind->func);
+}
+
+/*
+ * us_kind_check_schema
+ *		A kind needs the objects of the extension version that introduced it
+ *		(batch_jobs' CHECK lists the kinds).  A library newer than the
+ *		installed extension gets 55000 with a hint, rather than a check
+ *		violation.
+ */
+void
+us_kind_check_schema(const UsKindSpec *kind)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+	int			major;
+	int			minor;
+
+	if (kind->since_major == 1 && kind->since_minor <= 1)
+		return;					/* every version with batches has it */
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("user_service"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (version == NULL || sscanf(version, "%d.%d", &major, &minor) != 2)
+		return;
+	if (major < kind->since_major ||
+		(major == kind->since_major && minor < kind->since_minor))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch kind \"%s\" needs user_service %d.%d, but version %s is installed",
+						kind->name, kind->since_major, kind->since_minor, version),
+				 errhint("Run ALTER EXTENSION user_service UPDATE.")));
+}
+
+/*
+ * us_numeric_to_id
+ *		A JSON number that is a whole number within bigint, as int64.
+ */
+static bool
+us_numeric_to_id(Numeric num, int64 *out)
+{
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	char	   *end;
+	const char *p = (*s == '-') ? s + 1 : s;
+
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
+		return false;
+	errno = 0;
+	*out = strtoi64(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+/*
+ * us_kind_check_item
+ *		Validate the shape of item number itemno (from 1) of a submission:
+ *		an object with the kind's keys, each of the right JSON type, and no
+ *		others.  JSON null counts as absent for an optional key.  The one
+ *		value checked here is an imported password hash, which must be an
+ *		acceptable argon2 PHC string already (a wrong one is a wrong export,
+ *		not a bad user: better stop before anything is stored).
+ */
+void
+us_kind_check_item(const UsKindSpec *kind, JsonbValue *item, int itemno)
+{
+	const UsKeySpec *keys = kind->keys;
+	bool		seen[lengthof(us_kinds[0].keys)] = {false};
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (item->type != jbvBinary || !JsonContainerIsObject(item->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("item %d is not a JSON object", itemno)));
+
+	it = JsonbIteratorInit(item->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		int			k;
+
+		if (tok != WJB_KEY)
+			continue;
+		for (k = 0; keys[k].key != NULL; k++)
+			if (strlen(keys[k].key) == (size_t) v.val.string.len &&
+				memcmp(keys[k].key, v.val.string.val, v.val.string.len) == 0)
+				break;
+		if (keys[k].key == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("item %d has an unknown key \"%.*s\"", itemno,
+							/* at most 64 bytes, never half a character */
+							pg_mbcliplen(v.val.string.val, v.val.string.len, 64),
+							v.val.string.val),
+					 errhint("A %s item takes the keys %s.", kind->name,
+							 kind->keys_hint)));
+
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		if (v.type == jbvNull && !keys[k].required)
+			continue;
+		if ((keys[k].type == US_KEY_STRING || keys[k].type == US_KEY_PHC) &&
+			v.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("item %d: \"%s\" must be a string", itemno, keys[k].key)));
+		if (keys[k].type == US_KEY_PHC)
+		{
+			char	   *phc = pnstrdup(v.val.string.val, v.val.string.len);
+			const char *problem = us_phc_import_problem(phc);
+
+			if (problem != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("item %d: \"%s\" is not an argon2 hash that can be imported: %s",
+								itemno, keys[k].key, problem)));
+			pfree(phc);
+		}
+		if (keys[k].type == US_KEY_ID)
+		{
+			int64		id;
+
+			if (v.type != jbvNumeric || !us_numeric_to_id(v.val.numeric, &id))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("item %d: \"%s\" must be an integer within bigint",
+								itemno, keys[k].key)));
+		}
+		seen[k] = true;
+	}
+
+	for (int k = 0; keys[k].key != NULL; k++)
+		if (keys[k].required && !seen[k])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("item %d is missing the key \"%s\"", itemno, keys[k].key)));
+}
+
+/* ---------------------------------------------------------------------
+ * Applying items
+ * ---------------------------------------------------------------------
+ */
+
+int64
+us_kind_apply(const UsKindSpec *kind, Jsonb *payload)
+{
+	return kind->apply(payload);
+}
+
+/* Can the kind apply a group of items at once (us_kind_apply_group)? */
+bool
+us_kind_groups(const UsKindSpec *kind)
+{
+	return kind->apply_group != NULL;
+}
+
+/*
+ * us_kind_apply_group
+ *		Apply a group of items at once: applied[i] says whether item i took
+ *		effect, user_ids[i] its user.  Only for a kind that groups.
+ */
+void
+us_kind_apply_group(const UsKindSpec *kind, Jsonb **payloads, int n,
+					int64 *user_ids, bool *applied)
+{
+	Assert(kind->apply_group != NULL);
+	kind->apply_group(payloads, n, user_ids, applied);
+}
+
+/*
+ * us_item_text
+ *		A string value of an item, as text; NULL when absent or JSON null.
+ */
+static text *
+us_item_text(Jsonb *payload, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&payload->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must be a string", key)));
+	return cstring_to_text_with_len(v->val.string.val, v->val.string.len);
+}
+
+static text *
+us_item_required_text(Jsonb *payload, const char *key)
+{
+	text	   *t = us_item_text(payload, key);
+
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", key)));
+	return t;
+}
+
+static int64
+us_item_id(Jsonb *payload)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&payload->root, "id", 2, NULL);
+	int64		id;
+
+	if (v == NULL || v->type != jbvNumeric || !us_numeric_to_id(v->val.numeric, &id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"id\" must be an integer within bigint")));
+	return id;
+}
+
+static int64
+us_apply_create(Jsonb *payload)
+{
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
+	us_user_create(us_item_required_text(payload, "name"),
+				   us_item_required_text(payload, "email"),
+				   us_item_required_text(payload, "password"),
+				   values, nulls);
+	return DatumGetInt64(values[Anum_users_id - 1]);
+}
+
+static int64
+us_apply_update(Jsonb *payload)
+{
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+	int64		id = us_item_id(payload);
+
+	us_user_update(id, us_item_text(payload, "name"),
+				   us_item_text(payload, "email"), values, nulls);
+	return id;
+}
+
+static int64
+us_apply_delete(Jsonb *payload)
+{
+	int64		id = us_item_id(payload);
+
+	us_user_delete(id);
+	return id;
+}
+
+/*
+ * us_apply_delete_group
+ *		A group of delete_user items as one DELETE.  Of two equal ids only
+ *		the first is applied, as if the items had run one after the other.
+ */
+static void
+us_apply_delete_group(Jsonb **payloads, int n, int64 *user_ids, bool *applied)
+{
+	for (int i = 0; i < n; i++)
+		user_ids[i] = us_item_id(payloads[i]);
+	us_user_delete_many(user_ids, n, applied);
+}
+
+static int64
+us_apply_set_password(Jsonb *payload)
+{
+	int64		id = us_item_id(payload);
+
+	us_user_set_password(id, us_item_required_text(payload, "password"));
+	return id;
+}
+
+static int64
+us_apply_import(Jsonb *payload)
+{
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+	text	   *name = us_item_required_text(payload, "name");
+	text	   *email = us_item_required_text(payload, "email");
+	char	   *phc = text_to_cstring(us_item_required_text(payload, "password_hash"));
+	const char *problem = us_phc_import_problem(phc);
+
+	/* checked at submission too; items may come from a restore */
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"password_hash\" is not an argon2 hash that can be imported: %s",
+						problem)));
+	us_user_import(name, email, phc, values, nulls);
+	return DatumGetInt64(values[Anum_users_id - 1]);
+}

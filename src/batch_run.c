@@ -1,0 +1,532 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch_run.c
+ *		Claiming and running batch items, for the background workers and
+ *		process_batches alike.
+ *
+ * An item is processed in the transaction that claims it: the claim is a row
+ * lock (FOR UPDATE SKIP LOCKED), the item's operation runs in a
+ * subtransaction, and the item's result is written in the same transaction
+ * as the operation's effect.  A process that dies mid-item leaves the item
+ * pending and unlocked, so it is processed again, once: nothing is lost or
+ * applied twice, and no item is ever stuck "running".
+ *
+ * A batch's concurrency is enforced with transaction-level advisory locks
+ * of the extension's own class: slot k of batch b is the lock (b, k), and an
+ * item may be in flight only under a slot.  Whoever claims (workers,
+ * sessions calling process_batches) competes for the same slots, and a
+ * crash releases them with the transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "storage/itemptr.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "batch.h"
+#include "catalog.h"
+
+/* Advisory lock class of the concurrency slots (SQL's own use 1 and 2). */
+#define US_SLOT_LOCK_CLASS	0x5553
+
+/* GUC variable, named after its GUC. */
+static int	user_service_max_attempts = 3;
+
+static UsStatement us_open_batches = {
+	"SELECT id, kind, concurrency, total FROM user_service.batch_jobs"
+	" WHERE finished_at IS NULL AND cancelled_at IS NULL ORDER BY id",
+	0
+};
+
+/*
+ * Items are claimed in input order, from item $3 on: see us_claim.
+ */
+static UsStatement us_claim_items = {
+	"SELECT item, payload, attempts, ctid FROM user_service.batch_items"
+	" WHERE batch_id = $1 AND status = 'pending' AND item > $3"
+	"   AND (not_before IS NULL OR not_before <= clock_timestamp())"
+	" ORDER BY item LIMIT $2 FOR UPDATE SKIP LOCKED",
+	3, {INT8OID, INT4OID, INT4OID}
+};
+
+/*
+ * The group's items are found by the row versions the claim locked (their
+ * ctids, which nothing else can change while we hold the locks): a TID scan,
+ * whatever the planner believes about the table.  Joined on item instead,
+ * a plan made from statistics of an empty table would walk every pending
+ * item of the batch for each item of the group.
+ */
+static UsStatement us_record_items = {
+	"UPDATE user_service.batch_items i"
+	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
+	"       sqlstate = r.sqlstate, error = r.error, not_before = r.not_before,"
+	"       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,"
+	"       payload = CASE WHEN r.status = 'pending' THEN i.payload"
+	"                      ELSE i.payload - '{password,password_hash}'::text[] END"
+	"  FROM unnest($1::tid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[])"
+	"       AS r(tid, status, user_id, sqlstate, error, not_before)"
+	" WHERE i.ctid = ANY ($1) AND i.ctid = r.tid",
+	6, {TIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID}
+};
+
+static UsStatement us_insert_progress = {
+	"INSERT INTO user_service.batch_progress (batch_id, started, at, succeeded, failed)"
+	" VALUES ($1, now(), clock_timestamp(), $2, $3)",
+	3, {INT8OID, INT4OID, INT4OID}
+};
+
+void
+us_batch_run_init(void)
+{
+	DefineCustomIntVariable("user_service.max_attempts",
+							"Attempts at a batch item that meets transient errors "
+							"(serialization failure, deadlock, lock timeout).",
+							NULL,
+							&user_service_max_attempts,
+							3,
+							1,
+							100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * us_slot_tag
+ *		The advisory lock of concurrency slot k of a batch.  Batch ids share
+ *		slots modulo 2^32, which only matters past four billion batches.
+ */
+static void
+us_slot_tag(LOCKTAG *tag, int64 batch_id, uint32 k)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) batch_id, k, US_SLOT_LOCK_CLASS);
+}
+
+/*
+ * us_acquire_slots
+ *		Take up to want free concurrency slots of a batch without waiting;
+ *		returns how many, their numbers in slots[].
+ */
+static int
+us_acquire_slots(int64 batch_id, int32 concurrency, int want, uint32 *slots)
+{
+	int			got = 0;
+
+	for (uint32 k = 0; k < (uint32) concurrency && got < want; k++)
+	{
+		LOCKTAG		tag;
+
+		us_slot_tag(&tag, batch_id, k);
+		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+			slots[got++] = k;
+	}
+	return got;
+}
+
+static void
+us_release_slots(int64 batch_id, const uint32 *slots, int from, int to)
+{
+	for (int i = from; i < to; i++)
+	{
+		LOCKTAG		tag;
+
+		us_slot_tag(&tag, batch_id, slots[i]);
+		LockRelease(&tag, ExclusiveLock, false);
+	}
+}
+
+/*
+ * Where this process's last claim in a batch ended.  Finished items leave
+ * dead entries at the start of the pending index that vacuum cannot remove
+ * while an old snapshot is open; claiming from the last position skips
+ * them, so claiming stays cheap however long a batch runs.  Items left
+ * behind (a retry not yet due, a claim rolled back by a crash) are found by
+ * a claim from the start once the rest is taken.
+ */
+static int64 us_hint_batch = 0;
+static int32 us_hint_item = 0;
+
+/*
+ * us_claim
+ *		Claim up to want pending items of a batch, from the hint on, then
+ *		from the start if that found none.  Leaves them in SPI_tuptable.
+ */
+static int
+us_claim(int64 batch_id, int want)
+{
+	Datum		args[3];
+	int32		from = (batch_id == us_hint_batch) ? us_hint_item : 0;
+	int			n;
+
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = Int32GetDatum(want);
+	args[2] = Int32GetDatum(from);
+	us_spi_run(&us_claim_items, args, NULL, false, 0);
+	n = (int) SPI_processed;
+	if (n == 0 && from > 0)
+	{
+		args[2] = Int32GetDatum(0);
+		us_spi_run(&us_claim_items, args, NULL, false, 0);
+		n = (int) SPI_processed;
+	}
+	if (n > 0)
+	{
+		bool		isnull;
+
+		us_hint_batch = batch_id;
+		us_hint_item = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[n - 1],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return n;
+}
+
+/* The outcome of one item. */
+typedef struct UsItemResult
+{
+	int32		item;
+	ItemPointerData tid;		/* the claimed row version */
+	const char *status;			/* succeeded, failed, or pending (retry) */
+	int64		user_id;
+	bool		has_user_id;
+	char	   *sqlstate;
+	char	   *error;
+	TimestampTz not_before;		/* retry time, when pending */
+} UsItemResult;
+
+/*
+ * us_transient
+ *		Errors worth another attempt: the same item may well succeed later.
+ */
+static bool
+us_transient(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
+/*
+ * us_run_in_subxact
+ *		Run fn(arg) in a subtransaction.  Returns NULL when it succeeded;
+ *		otherwise the subtransaction is rolled back (the work of fn alone)
+ *		and its error returned.  A cancel request or statement timeout is not
+ *		the work's fault: it is thrown on, and the whole transaction (the
+ *		group) rolls back.
+ */
+static ErrorData *
+us_run_in_subxact(void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	if (edata != NULL && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
+	return edata;
+}
+
+typedef struct UsApplyArg
+{
+	const UsKindSpec *kind;
+	Jsonb	   *payload;
+	int64		user_id;
+} UsApplyArg;
+
+static void
+us_apply_item_cb(void *arg)
+{
+	UsApplyArg *a = (UsApplyArg *) arg;
+
+	a->user_id = us_kind_apply(a->kind, a->payload);
+}
+
+/*
+ * us_process_item
+ *		Run one item in a subtransaction and note its outcome: an error rolls
+ *		back the item's effects alone, and the rest of the group goes on.
+ */
+static void
+us_process_item(const UsKindSpec *kind, Jsonb *payload, int32 attempts, UsItemResult *r)
+{
+	UsApplyArg	a = {kind, payload, 0};
+	ErrorData  *edata = us_run_in_subxact(us_apply_item_cb, &a);
+
+	if (edata == NULL)
+	{
+		r->user_id = a.user_id;
+		r->has_user_id = true;
+		r->status = "succeeded";
+		return;
+	}
+
+	r->has_user_id = false;
+	r->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+	r->error = pstrdup(edata->message);
+	if (us_transient(edata->sqlerrcode) && attempts + 1 < user_service_max_attempts)
+	{
+		/* back off 100 ms, 200 ms, 400 ms, ... at most 10 s */
+		int64		delay_ms = Min((int64) 100 << Min(attempts, 7), 10000);
+
+		r->status = "pending";
+		r->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+	}
+	else
+		r->status = "failed";
+	FreeErrorData(edata);
+}
+
+typedef struct UsGroupArg
+{
+	const UsKindSpec *kind;
+	Jsonb	  **payloads;
+	int			n;
+	int64	   *user_ids;
+	bool	   *applied;
+} UsGroupArg;
+
+static void
+us_apply_group_cb(void *arg)
+{
+	UsGroupArg *a = (UsGroupArg *) arg;
+
+	us_kind_apply_group(a->kind, a->payloads, a->n, a->user_ids, a->applied);
+}
+
+/*
+ * us_process_group_at_once
+ *		The fast path of a kind that applies a group of items at once (one
+ *		DELETE for a group of delete_user items), in one subtransaction.
+ *		Items it applied succeed; the others are run one by one after it,
+ *		each for its own outcome (P0002 for a user already gone, say).  Any
+ *		error rolls the group back, and every item is then run one by one.
+ */
+static void
+us_process_group_at_once(const UsKindSpec *kind, Jsonb **payloads,
+						 const int32 *attempts, UsItemResult *res, int n)
+{
+	UsGroupArg	a = {kind, payloads, n, palloc(sizeof(int64) * n), palloc0(sizeof(bool) * n)};
+	ErrorData  *edata = us_run_in_subxact(us_apply_group_cb, &a);
+
+	if (edata != NULL)
+	{
+		FreeErrorData(edata);
+		memset(a.applied, 0, sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		if (a.applied[i])
+		{
+			res[i].status = "succeeded";
+			res[i].user_id = a.user_ids[i];
+			res[i].has_user_id = true;
+			continue;
+		}
+		CHECK_FOR_INTERRUPTS();
+		us_process_item(kind, payloads[i], attempts[i], &res[i]);
+	}
+}
+
+/*
+ * us_record_results
+ *		Write the group's outcomes to its items, and its counts as one
+ *		progress row (inserted: concurrent groups never wait on each other).
+ */
+static void
+us_record_results(int64 batch_id, UsItemResult *res, int n)
+{
+	Datum	   *tids = palloc(sizeof(Datum) * n);
+	Datum	   *status = palloc(sizeof(Datum) * n);
+	Datum	   *user_ids = palloc(sizeof(Datum) * n);
+	Datum	   *sqlstates = palloc(sizeof(Datum) * n);
+	Datum	   *errors = palloc(sizeof(Datum) * n);
+	Datum	   *not_before = palloc(sizeof(Datum) * n);
+	bool	   *user_nulls = palloc(sizeof(bool) * n);
+	bool	   *err_nulls = palloc(sizeof(bool) * n);
+	bool	   *nb_nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int32		succeeded = 0;
+	int32		failed = 0;
+	Datum		args[6];
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		pending = strcmp(res[i].status, "pending") == 0;
+
+		tids[i] = PointerGetDatum(&res[i].tid);
+		status[i] = CStringGetTextDatum(res[i].status);
+		user_ids[i] = Int64GetDatum(res[i].user_id);
+		user_nulls[i] = !res[i].has_user_id;
+		sqlstates[i] = res[i].sqlstate ? CStringGetTextDatum(res[i].sqlstate) : (Datum) 0;
+		errors[i] = res[i].error ? CStringGetTextDatum(res[i].error) : (Datum) 0;
+		err_nulls[i] = res[i].error == NULL;
+		not_before[i] = TimestampTzGetDatum(res[i].not_before);
+		nb_nulls[i] = !pending;
+		if (strcmp(res[i].status, "succeeded") == 0)
+			succeeded++;
+		else if (!pending)
+			failed++;
+	}
+
+	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
+											  false, TYPALIGN_SHORT));
+	args[1] = PointerGetDatum(construct_array(status, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_md_array(user_ids, user_nulls, 1, dims, lbs,
+												 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_md_array(sqlstates, err_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_md_array(errors, err_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[5] = PointerGetDatum(construct_md_array(not_before, nb_nulls, 1, dims, lbs,
+												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
+	us_spi_run(&us_record_items, args, NULL, false, 0);
+
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = Int32GetDatum(succeeded);
+	args[2] = Int32GetDatum(failed);
+	us_spi_run(&us_insert_progress, args, NULL, false, 0);
+}
+
+/*
+ * us_process_group
+ *		One unit of work, in the current transaction: take the oldest open
+ *		batch that has a free concurrency slot and a pending item, claim up to
+ *		max_items of its items (one for kinds that hash, since each hash
+ *		keeps a slot busy), process them, record the results.  Returns how
+ *		many items it processed (0: nothing to do), and in *check_batch a
+ *		batch that may now be complete (else 0): the one it processed, or one
+ *		where it found nothing to take; *work_deferred says that some open
+ *		batch had pending items it could not take now (no free slot, items
+ *		held by others, or waiting for a retry), so the caller should look
+ *		again soon.  started (when not NULL) is told of the group before it
+ *		runs.
+ */
+int
+us_process_group(UsGroupStarted started, void *arg, int max_items,
+				 int64 *check_batch, bool *work_deferred)
+{
+	UsSavedUser saved;
+	SPITupleTable *batches;
+	uint64		nbatches;
+	int			processed = 0;
+
+	*check_batch = 0;
+	*work_deferred = false;
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_open_batches, NULL, NULL, false, 0);
+	batches = SPI_tuptable;
+	nbatches = SPI_processed;
+
+	for (uint64 b = 0; b < nbatches && processed == 0; b++)
+	{
+		bool		isnull;
+		int64		batch_id = DatumGetInt64(SPI_getbinval(batches->vals[b], batches->tupdesc, 1, &isnull));
+		const UsKindSpec *kind = us_kind_by_name(TextDatumGetCString(SPI_getbinval(batches->vals[b], batches->tupdesc, 2, &isnull)));
+		int32		concurrency = DatumGetInt32(SPI_getbinval(batches->vals[b], batches->tupdesc, 3, &isnull));
+		int32		total = DatumGetInt32(SPI_getbinval(batches->vals[b], batches->tupdesc, 4, &isnull));
+		int			want = us_kind_hashes(kind) ? 1 : Min(max_items, US_GROUP_MAX);
+		uint32		slots[US_GROUP_MAX];
+		int			nslots;
+		UsItemResult *res;
+		int32	   *itemnos;
+		int32	   *attempts;
+		Jsonb	  **payloads;
+		SPITupleTable *claimed;
+		int			n;
+
+		want = Min(want, concurrency);
+		nslots = us_acquire_slots(batch_id, concurrency, want, slots);
+		if (nslots == 0)
+		{
+			*work_deferred = true;
+			continue;
+		}
+
+		n = us_claim(batch_id, nslots);
+		claimed = SPI_tuptable;
+		/* slots beyond what was claimed go back at once */
+		us_release_slots(batch_id, slots, n, nslots);
+		if (n == 0)
+		{
+			/* nothing to take: the batch may be complete, have a look */
+			if (*check_batch == 0)
+				*check_batch = batch_id;
+			*work_deferred = true;
+			continue;
+		}
+
+		res = palloc0(sizeof(UsItemResult) * n);
+		itemnos = palloc(sizeof(int32) * n);
+		attempts = palloc(sizeof(int32) * n);
+		payloads = palloc(sizeof(Jsonb *) * n);
+		for (int i = 0; i < n; i++)
+		{
+			HeapTuple	tup = claimed->vals[i];
+
+			itemnos[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 1, &isnull));
+			payloads[i] = DatumGetJsonbP(SPI_getbinval(tup, claimed->tupdesc, 2, &isnull));
+			attempts[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 3, &isnull));
+			res[i].item = itemnos[i];
+			res[i].tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, claimed->tupdesc, 4, &isnull));
+		}
+
+		if (started != NULL)
+			started(arg, batch_id, us_kind_name(kind), itemnos, n, total);
+
+		if (n > 1 && us_kind_groups(kind))
+			us_process_group_at_once(kind, payloads, attempts, res, n);
+		else
+		{
+			for (int i = 0; i < n; i++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				us_process_item(kind, payloads[i], attempts[i], &res[i]);
+			}
+		}
+
+		us_record_results(batch_id, res, n);
+		us_release_slots(batch_id, slots, 0, n);
+
+		/*
+		 * The group may have been the batch's last when its items hash (each
+		 * is a transaction of its own anyway) or when the claim found fewer
+		 * items than it could take; otherwise there are pending items left,
+		 * and the completion check can be spared.
+		 */
+		if (us_kind_hashes(kind) || n < nslots)
+			*check_batch = batch_id;
+		processed = n;
+	}
+
+	us_spi_end(&saved);
+	return processed;
+}

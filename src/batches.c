@@ -1,0 +1,469 @@
+/*-------------------------------------------------------------------------
+ *
+ * batches.c
+ *		The SQL-callable batch API: submit_batch, batch_status,
+ *		batch_results, cancel_batch, wait_batch, process_batches, and the
+ *		functions behind the workers and batches views.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "batch.h"
+#include "catalog.h"
+#include "redact.h"
+#include "slots.h"
+
+PG_FUNCTION_INFO_V1(submit_batch);
+PG_FUNCTION_INFO_V1(batch_status);
+PG_FUNCTION_INFO_V1(batch_results);
+PG_FUNCTION_INFO_V1(cancel_batch);
+PG_FUNCTION_INFO_V1(wait_batch);
+PG_FUNCTION_INFO_V1(process_batches);
+PG_FUNCTION_INFO_V1(running_items);
+PG_FUNCTION_INFO_V1(worker_info);
+
+static UsStatement us_select_status = {
+	"SELECT batch_id, kind, state, total, pending, running, succeeded, failed,"
+	" cancelled, concurrency, submitted_at, started_at, finished_at"
+	" FROM user_service.batches WHERE batch_id = $1",
+	1, {INT8OID}
+};
+
+static UsStatement us_batch_owner = {
+	"SELECT submitted_by FROM user_service.batch_jobs WHERE id = $1",
+	1, {INT8OID}
+};
+
+/* Is the batch complete: every item finished (from the progress rows)? */
+static UsStatement us_batch_done = {
+	"SELECT (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
+	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total"
+	"  FROM user_service.batch_jobs b WHERE b.id = $1",
+	1, {INT8OID}
+};
+
+static UsStatement us_select_results = {
+	"SELECT item, status, user_id, sqlstate, error FROM user_service.batch_items"
+	" WHERE batch_id = $1 ORDER BY item",
+	1, {INT8OID}
+};
+
+static UsStatement us_cancel = {
+	"WITH c AS ("
+	"  UPDATE user_service.batch_items"
+	"     SET status = 'cancelled', payload = payload - '{password,password_hash}'::text[],"
+	"         finished_at = now()"
+	"   WHERE batch_id = $1 AND status = 'pending' RETURNING 1),"
+	" n AS (SELECT count(*)::int4 AS n FROM c),"
+	" g AS (INSERT INTO user_service.batch_progress (batch_id, at, cancelled)"
+	"       SELECT $1, clock_timestamp(), n.n FROM n WHERE n.n > 0)"
+	" UPDATE user_service.batch_jobs b"
+	"    SET cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END"
+	"   FROM n WHERE b.id = $1 RETURNING n.n",
+	1, {INT8OID}
+};
+
+static void
+us_batch_not_found(int64 batch_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("batch " INT64_FORMAT " not found", batch_id)));
+}
+
+/*
+ * submit_batch(kind text, items jsonb, concurrency int DEFAULT NULL)
+ *		RETURNS bigint
+ *
+ * Validate the whole submission, then store the batch and its items in the
+ * caller's transaction; the workers are woken when it commits.  A notice
+ * says so when no worker will process it.
+ */
+Datum
+submit_batch(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+
+	us_password_call();
+	us_arg_not_null(fcinfo, 0, "kind");
+	us_arg_not_null(fcinfo, 1, "items");
+	batch_id = us_batch_submit(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_JSONB_P(1),
+							   !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2));
+
+	us_wake_workers_at_commit();
+
+	if (!us_slots_ready())
+		ereport(NOTICE,
+				(errmsg("user_service is not loaded through shared_preload_libraries: no background worker will process batch " INT64_FORMAT,
+						batch_id),
+				 errhint("Add user_service to shared_preload_libraries and restart the server, or run user_service.process_batches().")));
+	else if (user_service_workers == 0)
+		ereport(NOTICE,
+				(errmsg("user_service.workers is 0: no background worker will process batch " INT64_FORMAT,
+						batch_id),
+				 errhint("Raise user_service.workers and reload the configuration, or run user_service.process_batches().")));
+	else if (strcmp(get_database_name(MyDatabaseId), user_service_database) != 0)
+		ereport(NOTICE,
+				(errmsg("the user_service workers serve database \"%s\", not this one: none will process batch " INT64_FORMAT,
+						user_service_database, batch_id),
+				 errhint("Set user_service.database and reload the configuration, or run user_service.process_batches().")));
+
+	PG_RETURN_INT64(batch_id);
+}
+
+/*
+ * batch_status(batch_id bigint) RETURNS batch_info
+ *		One row of the view user_service.batches, which holds the one
+ *		definition of a batch's state and counts.
+ */
+Datum
+batch_status(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+	UsSavedUser saved;
+	Datum		args[1];
+	TupleDesc	desc;
+	Datum		values[13];
+	bool		nulls[13];
+	MemoryContext callcxt = CurrentMemoryContext;
+
+	us_arg_not_null(fcinfo, 0, "batch_id");
+	batch_id = PG_GETARG_INT64(0);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE ||
+		desc->natts != lengthof(values))
+		elog(ERROR, "batch_status must return user_service.batch_info");
+	desc = BlessTupleDesc(desc);
+
+	args[0] = Int64GetDatum(batch_id);
+	us_spi_begin(&saved);
+	us_spi_run(&us_select_status, args, NULL, false, 1);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Datum		d = us_spi_value(0, i + 1, &nulls[i]);
+		MemoryContext old = MemoryContextSwitchTo(callcxt);
+
+		values[i] = nulls[i] ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+		MemoryContextSwitchTo(old);
+	}
+	us_spi_end(&saved);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * us_batch_submitter
+ *		Who submitted the batch (P0002 when there is none); call inside SPI.
+ */
+static Oid
+us_batch_submitter(int64 batch_id)
+{
+	Datum		args[1] = {Int64GetDatum(batch_id)};
+	bool		isnull;
+
+	us_spi_run(&us_batch_owner, args, NULL, false, 1);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	return DatumGetObjectId(us_spi_value(0, 1, &isnull));
+}
+
+/*
+ * us_check_batch_access
+ *		A batch's results (which name emails) and its cancellation belong to
+ *		the role that submitted it, and to the owner of the extension's
+ *		tables (administrators); 42501 for anyone else.
+ */
+static void
+us_check_batch_access(Oid caller, Oid submitter, int64 batch_id)
+{
+	if (!has_privs_of_role(caller, submitter) &&
+		!has_privs_of_role(caller, us_catalog()->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for batch " INT64_FORMAT, batch_id),
+				 errdetail("Only the role that submitted a batch, and the owner of the user_service tables, may read its results or cancel it.")));
+}
+
+/*
+ * batch_results(batch_id bigint)
+ *		RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+ *
+ * Pending items that a worker is processing right now show as 'running'.
+ */
+Datum
+batch_results(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		batch_id;
+	UsSavedUser saved;
+	Datum		args[1];
+
+	us_arg_not_null(fcinfo, 0, "batch_id");
+	batch_id = PG_GETARG_INT64(0);
+	InitMaterializedSRF(fcinfo, 0);
+
+	args[0] = Int64GetDatum(batch_id);
+	us_spi_begin(&saved);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
+	us_spi_run(&us_select_results, args, NULL, false, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+
+		for (int c = 0; c < 5; c++)
+			values[c] = us_spi_value(r, c + 1, &nulls[c]);
+		if (strcmp(TextDatumGetCString(values[1]), "pending") == 0 &&
+			us_item_running(batch_id, DatumGetInt32(values[0])))
+			values[1] = CStringGetTextDatum("running");
+		/* the tuplestore copies the values */
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	us_spi_end(&saved);
+	return (Datum) 0;
+}
+
+/*
+ * cancel_batch(batch_id bigint) RETURNS bigint
+ *		Cancel the items that have not started.  Items being processed are
+ *		row-locked: the UPDATE waits for them to finish (they are then no
+ *		longer pending), so running items complete and are not counted.
+ *		Once it has waited, every item is final: the batch is complete.
+ */
+Datum
+cancel_batch(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+	UsSavedUser saved;
+	Datum		args[1];
+	bool		isnull;
+	int32		n;
+
+	us_arg_not_null(fcinfo, 0, "batch_id");
+	batch_id = PG_GETARG_INT64(0);
+
+	args[0] = Int64GetDatum(batch_id);
+	us_spi_begin(&saved);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
+	us_spi_run(&us_cancel, args, NULL, false, 0);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	n = DatumGetInt32(us_spi_value(0, 1, &isnull));
+	(void) us_batch_note_finished(batch_id);
+	us_spi_end(&saved);
+
+	us_wake_waiters_at_commit();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * us_batch_finished
+ *		Is the batch finished, as committed now (a fresh snapshot, so this
+ *		works in any isolation level)?  P0002 when there is no such batch.
+ */
+static bool
+us_batch_finished(int64 batch_id)
+{
+	UsSavedUser saved;
+	Datum		args[1] = {Int64GetDatum(batch_id)};
+	bool		isnull;
+	bool		finished;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	PushActiveSnapshot(snap);
+	us_spi_begin(&saved);
+	us_spi_run(&us_batch_done, args, NULL, true, 1);
+	if (SPI_processed == 0)
+		us_batch_not_found(batch_id);
+	finished = DatumGetBool(us_spi_value(0, 1, &isnull));
+	us_spi_end(&saved);
+	PopActiveSnapshot();
+	UnregisterSnapshot(snap);
+	return finished;
+}
+
+/*
+ * wait_batch(batch_id bigint, timeout interval DEFAULT '1 minute')
+ *		RETURNS boolean
+ *
+ * Sleeps on a condition variable that is broadcast whenever a batch
+ * finishes (or, without shared_preload_libraries, on the latch with a 1 s
+ * timeout), so it neither spins nor misses the end; cancel requests
+ * interrupt it.
+ */
+Datum
+wait_batch(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+	Interval   *timeout;
+	double		seconds;
+	int64		usecs;
+	TimestampTz deadline;
+
+	us_arg_not_null(fcinfo, 0, "batch_id");
+	us_arg_not_null(fcinfo, 1, "timeout");
+	batch_id = PG_GETARG_INT64(0);
+	timeout = PG_GETARG_INTERVAL_P(1);
+
+	/*
+	 * Months and days as 30 and 24 hours, like EXTRACT(epoch ...), in
+	 * floating point so that no interval overflows; waits are capped at 100
+	 * years.
+	 */
+	seconds = timeout->time / (double) USECS_PER_SEC +
+		((double) timeout->month * DAYS_PER_MONTH + timeout->day) * SECS_PER_DAY;
+	if (seconds < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	usecs = (int64) (Min(seconds, 100.0 * 365 * SECS_PER_DAY) * USECS_PER_SEC);
+	deadline = GetCurrentTimestamp() + usecs;
+
+	for (;;)
+	{
+		long		remaining_ms;
+
+		if (us_batch_finished(batch_id))
+		{
+			us_wait_for_batches_done();
+			PG_RETURN_BOOL(true);
+		}
+		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining_ms <= 0)
+		{
+			us_wait_for_batches_done();
+			PG_RETURN_BOOL(false);
+		}
+		us_wait_for_batches(Min(remaining_ms, 1000));
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * process_batches(max_items int DEFAULT 1000) RETURNS bigint
+ *		Process up to max_items pending items in this session, inside the
+ *		caller's transaction, under the same concurrency slots as the workers.
+ *		For servers without the workers (no shared_preload_libraries, or a
+ *		schedule driving the work, e.g. pg_cron).  Returns how many items it
+ *		processed.
+ */
+Datum
+process_batches(PG_FUNCTION_ARGS)
+{
+	int32		max_items;
+	int64		done = 0;
+
+	us_arg_not_null(fcinfo, 0, "max_items");
+	max_items = PG_GETARG_INT32(0);
+	if (max_items < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_items must be at least 1")));
+
+	while (done < max_items)
+	{
+		int64		batch_id;
+		bool		deferred;
+		int			n = us_process_group(NULL, NULL, max_items - done, &batch_id, &deferred);
+
+		if (n == 0)
+			break;
+		done += n;
+	}
+	/* some batch may be complete when this commits: let waiters look */
+	if (done > 0)
+		us_wake_waiters_at_commit();
+	PG_RETURN_INT64(done);
+}
+
+/*
+ * running_items(OUT batch_id bigint, OUT running int) RETURNS SETOF record
+ *		Per batch, how many items the workers are processing now.
+ */
+Datum
+running_items(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	UsWorkerSlot copy[US_MAX_WORKERS];
+	int64		batch[US_MAX_WORKERS];
+	int32		count[US_MAX_WORKERS];
+	int			n = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!us_slots_copy(copy))
+		return (Datum) 0;
+
+	for (int i = 0; i < US_MAX_WORKERS; i++)
+	{
+		UsWorkerSlot *s = &copy[i];
+		int			j;
+
+		if (s->pid == 0 || !s->busy)
+			continue;
+		for (j = 0; j < n && batch[j] != s->batch_id; j++)
+			;
+		if (j == n)
+		{
+			batch[n] = s->batch_id;
+			count[n++] = 0;
+		}
+		count[j] += s->nitems;
+	}
+
+	for (int j = 0; j < n; j++)
+	{
+		Datum		values[2] = {Int64GetDatum(batch[j]), Int32GetDatum(count[j])};
+		bool		nulls[2] = {false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * worker_info(OUT pid int, OUT state text, OUT batch_id bigint, OUT item int,
+ *			   OUT items int) RETURNS SETOF record
+ *		One row per running worker; item is the first of the group it is
+ *		processing, items how many the group has.
+ */
+Datum
+worker_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	UsWorkerSlot copy[US_MAX_WORKERS];
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!us_slots_copy(copy))
+		return (Datum) 0;
+
+	for (int i = 0; i < US_MAX_WORKERS; i++)
+	{
+		UsWorkerSlot *s = &copy[i];
+		Datum		values[5];
+		bool		nulls[5] = {false, false, !s->busy, !s->busy, !s->busy};
+
+		if (s->pid == 0)
+			continue;
+		values[0] = Int32GetDatum(s->pid);
+		values[1] = CStringGetTextDatum(s->busy ? "busy" : "idle");
+		values[2] = Int64GetDatum(s->batch_id);
+		values[3] = Int32GetDatum(s->busy ? s->items[0] : 0);
+		values[4] = Int32GetDatum(s->nitems);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

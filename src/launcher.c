@@ -1,0 +1,250 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *		The launcher of the batch workers.
+ *
+ * With shared_preload_libraries, _PG_init registers one static background
+ * worker, the launcher.  The launcher starts user_service.workers dynamic
+ * workers (worker.c), and on a configuration reload starts or stops workers
+ * to match; it also restarts a worker that died, backing off when one keeps
+ * dying young.  The dynamic workers are registered BGW_NEVER_RESTART: the
+ * launcher is their supervisor, and after a crash-restart of the server the
+ * launcher itself is restarted and starts fresh ones, never duplicates.
+ *
+ * The postmaster signals the launcher whenever one of its workers starts or
+ * stops (bgw_notify_pid), and a reload signals it too, so it sleeps on its
+ * latch otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "slots.h"
+#include "workers.h"
+
+/* A worker that lived shorter than this died young: back off more. */
+#define US_YOUNG_MS			10000
+#define US_BACKOFF_MIN_MS	1000
+#define US_BACKOFF_MAX_MS	60000
+/* Retry after running out of background worker slots. */
+#define US_NO_SLOT_RETRY_MS	60000
+
+/* What the launcher knows of one of its workers. */
+typedef struct UsLaunchedWorker
+{
+	BackgroundWorkerHandle *handle; /* NULL: not running */
+	TimestampTz started_at;
+	TimestampTz retry_at;		/* do not start it before */
+	int			backoff_ms;
+	bool		stopping;		/* we asked it to stop */
+} UsLaunchedWorker;
+
+/*
+ * us_register_launcher
+ *		From _PG_init under shared_preload_libraries.  It starts once the
+ *		server accepts writes: a hot standby runs no worker at all.
+ */
+void
+us_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	strlcpy(bgw.bgw_library_name, "user_service", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "user_service_launcher_main", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, "user_service launcher", BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, "user_service launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}
+
+/*
+ * us_start_worker
+ *		Register dynamic worker number i, reporting to the launcher.
+ */
+static bool
+us_start_worker(int i, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw.bgw_library_name, "user_service", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "user_service_worker_main", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "user_service worker %d", i + 1);
+	strlcpy(bgw.bgw_type, "user_service worker", BGW_MAXLEN);
+	bgw.bgw_main_arg = Int32GetDatum(i);
+	bgw.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&bgw, handle);
+}
+
+/*
+ * us_launcher_sigusr1
+ *		The postmaster sends SIGUSR1 when a worker of ours starts or stops.
+ *		The launcher has no database connection, so the default handler
+ *		would not set its latch: do it here.
+ */
+static void
+us_launcher_sigusr1(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * us_stop_orphans
+ *		A launcher that restarts (it was terminated, or failed) finds the
+ *		workers of its predecessor still running, and holds no handle on them.
+ *		Stop them, and wait (10 s at most) for their slots to be free, so that
+ *		the workers it starts are the only ones.
+ */
+static void
+us_stop_orphans(void)
+{
+	for (int tries = 0; tries < 100; tries++)
+	{
+		if (us_slots_signal_all(SIGTERM, tries == 0) == 0)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * us_worker_stopped
+ *		Worker i has stopped: when we stopped it, it may start again at once;
+ *		when it died, wait longer each time it died young.
+ */
+static void
+us_worker_stopped(UsLaunchedWorker *w, int i, TimestampTz now)
+{
+	pfree(w->handle);
+	w->handle = NULL;
+	if (w->stopping)
+	{
+		w->stopping = false;
+		w->backoff_ms = 0;
+		w->retry_at = 0;
+		return;
+	}
+	if (TimestampDifferenceExceeds(w->started_at, now, US_YOUNG_MS))
+		w->backoff_ms = US_BACKOFF_MIN_MS;
+	else
+		w->backoff_ms = Min(Max(w->backoff_ms * 2, US_BACKOFF_MIN_MS), US_BACKOFF_MAX_MS);
+	w->retry_at = TimestampTzPlusMilliseconds(now, w->backoff_ms);
+	ereport(LOG,
+			(errmsg("user_service worker %d exited; starting it again in %d ms",
+					i + 1, w->backoff_ms)));
+}
+
+/*
+ * us_worker_start_due
+ *		Start worker i if its time has come.  *out_of_slots remembers that
+ *		the server had no background worker slot, to warn once.
+ */
+static void
+us_worker_start_due(UsLaunchedWorker *w, int i, TimestampTz now, bool *out_of_slots)
+{
+	if (now < w->retry_at)
+		return;
+	if (us_start_worker(i, &w->handle))
+	{
+		w->started_at = now;
+		if (*out_of_slots)
+			ereport(LOG, (errmsg("user_service workers can be started again")));
+		*out_of_slots = false;
+		return;
+	}
+	if (!*out_of_slots)
+		ereport(WARNING,
+				(errmsg("could not start user_service worker %d of %d: no background worker slot is free",
+						i + 1, user_service_workers),
+				 errhint("Raise max_worker_processes (now %d) or lower user_service.workers.",
+						 max_worker_processes)));
+	*out_of_slots = true;
+	w->handle = NULL;
+	w->retry_at = TimestampTzPlusMilliseconds(now, US_NO_SLOT_RETRY_MS);
+}
+
+/*
+ * user_service_launcher_main
+ *		Keep user_service.workers workers running.
+ */
+void
+user_service_launcher_main(Datum arg)
+{
+	UsLaunchedWorker workers[US_MAX_WORKERS];
+	bool		out_of_slots = false;
+
+	memset(workers, 0, sizeof(workers));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGUSR1, us_launcher_sigusr1);
+	BackgroundWorkerUnblockSignals();
+
+	ereport(LOG, (errmsg("user_service launcher started")));
+	us_stop_orphans();
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout = 60000;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		now = GetCurrentTimestamp();
+		for (int i = 0; i < US_MAX_WORKERS; i++)
+		{
+			UsLaunchedWorker *w = &workers[i];
+			bool		wanted = i < user_service_workers;
+
+			if (w->handle != NULL)
+			{
+				pid_t		pid;
+
+				if (GetBackgroundWorkerPid(w->handle, &pid) == BGWH_STOPPED)
+					us_worker_stopped(w, i, now);
+				else if (!wanted && !w->stopping)
+				{
+					TerminateBackgroundWorker(w->handle);
+					w->stopping = true;
+				}
+			}
+
+			if (w->handle == NULL && wanted)
+			{
+				us_worker_start_due(w, i, now, &out_of_slots);
+				if (w->handle == NULL)
+					timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, w->retry_at), 10));
+			}
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * slots.h
+ *		The shared state of the batch workers (slots.c): their
+ *		configuration, one slot per worker in shared memory, and the
+ *		wake-ups between sessions and workers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef US_SLOTS_H
+#define US_SLOTS_H
+
+#include "us_common.h"
+
+#include "storage/latch.h"
+
+#define US_MAX_WORKERS	32		/* upper bound of user_service.workers */
+#define US_SLOT_ITEMS	100		/* items a slot can show as running */
+
+/* GUCs */
+extern char *user_service_database;
+extern int	user_service_workers;
+
+/* What one worker is doing, for the views and batch_results' 'running'. */
+typedef struct UsWorkerSlot
+{
+	pid_t		pid;			/* 0: slot free */
+	Latch	   *latch;
+	bool		busy;
+	int64		batch_id;
+	int32		nitems;
+	int32		items[US_SLOT_ITEMS];
+} UsWorkerSlot;
+
+extern void us_slots_init(void);
+extern bool us_slots_ready(void);
+
+/* For a worker: its own slot. */
+extern UsWorkerSlot *us_slot_attach(int index);
+extern void us_slot_publish(UsWorkerSlot *slot, int64 batch_id, const int32 *items, int n);
+extern void us_slot_clear(UsWorkerSlot *slot);
+
+/* For the launcher: the workers of a previous launcher. */
+extern int	us_slots_signal_all(int signo, bool log);
+
+/* For the views: a copy of every slot (US_MAX_WORKERS of them). */
+extern bool us_slots_copy(UsWorkerSlot *copy);
+extern bool us_item_running(int64 batch_id, int32 item);
+
+/* Wake-ups: at the commit of the current transaction, or now. */
+extern void us_wake_workers_at_commit(void);
+extern void us_wake_waiters_at_commit(void);
+extern void us_wake_waiters(void);
+extern void us_wait_for_batches(long timeout_ms);
+extern void us_wait_for_batches_done(void);
+
+#endif							/* US_SLOTS_H */

@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * us_common.h
+ *		What every file of the user_service extension needs first: the
+ *		message domain of its errors.
+ *
+ * The code is in layers; a file includes the headers of the layers below
+ * its own, never above:
+ *
+ *	 user_service.c		_PG_init, which calls each subsystem's init
+ *	 launcher.c worker.c	the background processes (workers.h)
+ *	 users.c user_list.c batches.c
+ *						the SQL-callable functions
+ *	 batch_kinds.c batch_submit.c batch_run.c batch_housekeeping.c
+ *						the batch engine (batch.h)
+ *	 user_ops.c validation.c user_count.c
+ *						operations on users (user_ops.h)
+ *	 password.c			argon2 and PHC strings (password.h)
+ *	 redact.c			log and pg_stat_activity redaction (redact.h)
+ *	 catalog.c			the extension's relations, SPI as their owner
+ *						(catalog.h)
+ *	 slots.c			shared memory of the workers (slots.h)
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef US_COMMON_H
+#define US_COMMON_H
+
+#include "postgres.h"
+
+/*
+ * Our ereports carry their own message domain (as plpgsql's do), so that the
+ * log hook in redact.c can tell them from PostgreSQL's.  Every source file
+ * includes this header before any other of its own.
+ */
+#define US_TEXTDOMAIN	"user_service"
+#undef TEXTDOMAIN
+#define TEXTDOMAIN US_TEXTDOMAIN
+
+#include "fmgr.h"
+
+#endif							/* US_COMMON_H */
