@@ -204,6 +204,7 @@ SELECT pg_temp.try($$SET user_service.workers = 3$$);
 SELECT pg_temp.try($$SET user_service.batch_retention = '1 day'$$);
 ALTER SYSTEM SET user_service.batch_retention = 'soon';
 ALTER SYSTEM SET user_service.batch_retention = '-1 day';
+ALTER SYSTEM SET user_service.batch_retention = '10000 years';
 ALTER SYSTEM SET user_service.workers = 33;
 SHOW user_service.batch_retention;
 SHOW user_service.workers;
@@ -253,6 +254,17 @@ SELECT user_service.process_batches();
 RESET statement_timeout;
 \set VERBOSITY default
 SELECT item, status, attempts, sqlstate FROM user_service.batch_items WHERE batch_id = :b7;
+-- checking the items of a big submission honours a timeout: it stops
+-- before it reaches the bad last item
+CREATE TEMP TABLE big_submission AS
+SELECT jsonb_agg(jsonb_build_object('id', i)) || '[{"id": "x"}]'::jsonb AS items
+  FROM generate_series(1, 500000) i;
+\set VERBOSITY terse
+SET statement_timeout = '10ms';
+SELECT user_service.submit_batch('delete_user', (SELECT items FROM big_submission));
+RESET statement_timeout;
+\set VERBOSITY default
+DROP TABLE big_submission;
 SELECT user_service.process_batches() AS processed;
 SELECT item, status, attempts FROM user_service.batch_items WHERE batch_id = :b7;
 ALTER SYSTEM RESET user_service.workers;

@@ -30,6 +30,8 @@
 /* GUC variable, named after its GUC. */
 static char *user_service_batch_retention = NULL;
 
+#define US_MAX_RETENTION_YEARS	1000
+
 /* Note a complete batch's finished_at; a row back when it did. */
 static UsStatement us_mark_finished = {
 	"UPDATE user_service.batch_jobs b"
@@ -117,6 +119,17 @@ us_check_retention(char **newval, void **extra, GucSource source)
 	if (span.time < 0 || span.day < 0 || span.month < 0)
 	{
 		GUC_check_errdetail("The retention must not be negative.");
+		return false;
+	}
+
+	/*
+	 * now() minus the retention must stay a timestamp: a bound far inside
+	 * the range, so that no housekeeping run can fail on it.
+	 */
+	if (span.month / MONTHS_PER_YEAR + span.day / DAYS_PER_YEAR +
+		span.time / (USECS_PER_DAY * DAYS_PER_YEAR) > US_MAX_RETENTION_YEARS)
+	{
+		GUC_check_errdetail("The retention must be at most %d years.", US_MAX_RETENTION_YEARS);
 		return false;
 	}
 	return true;

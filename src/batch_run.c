@@ -40,10 +40,18 @@
 /* GUC variable, named after its GUC. */
 static int	user_service_max_attempts = 3;
 
+/*
+ * Open batches are read a page at a time, in id order from a position
+ * (see us_process_group), on the partial index of open batches: a claim
+ * costs the same however many batches are open.
+ */
+#define US_BATCH_PAGE	16
+
 static UsStatement us_open_batches = {
 	"SELECT id, kind, concurrency, total FROM user_service.batch_jobs"
-	" WHERE finished_at IS NULL AND cancelled_at IS NULL ORDER BY id",
-	0
+	" WHERE finished_at IS NULL AND cancelled_at IS NULL AND id > $1"
+	" ORDER BY id LIMIT $2",
+	2, {INT8OID, INT4OID}
 };
 
 /*
@@ -145,15 +153,33 @@ us_release_slots(int64 batch_id, const uint32 *slots, int from, int to)
 }
 
 /*
- * Where this process's last claim in a batch ended.  Finished items leave
- * dead entries at the start of the pending index that vacuum cannot remove
- * while an old snapshot is open; claiming from the last position skips
- * them, so claiming stays cheap however long a batch runs.  Items left
+ * Where this process's last claims in a few batches ended.  Finished items
+ * leave dead entries at the start of the pending index that vacuum cannot
+ * remove while an old snapshot is open; claiming from the last position
+ * skips them, so claiming stays cheap however long a batch runs.  Items left
  * behind (a retry not yet due, a claim rolled back by a crash) are found by
- * a claim from the start once the rest is taken.
+ * a claim from the start once the rest is taken.  One entry per batch that
+ * this process takes turns at, the oldest replaced first.
  */
-static int64 us_hint_batch = 0;
-static int32 us_hint_item = 0;
+#define US_HINTS	8
+
+typedef struct UsClaimHint
+{
+	int64		batch_id;
+	int32		item;
+} UsClaimHint;
+
+static UsClaimHint us_hints[US_HINTS];
+static int	us_next_hint = 0;
+
+static UsClaimHint *
+us_hint_for(int64 batch_id)
+{
+	for (int i = 0; i < US_HINTS; i++)
+		if (us_hints[i].batch_id == batch_id)
+			return &us_hints[i];
+	return NULL;
+}
 
 /*
  * us_claim
@@ -164,7 +190,8 @@ static int
 us_claim(int64 batch_id, int want)
 {
 	Datum		args[3];
-	int32		from = (batch_id == us_hint_batch) ? us_hint_item : 0;
+	UsClaimHint *hint = us_hint_for(batch_id);
+	int32		from = hint ? hint->item : 0;
 	int			n;
 
 	args[0] = Int64GetDatum(batch_id);
@@ -182,9 +209,13 @@ us_claim(int64 batch_id, int want)
 	{
 		bool		isnull;
 
-		us_hint_batch = batch_id;
-		us_hint_item = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[n - 1],
-												   SPI_tuptable->tupdesc, 1, &isnull));
+		if (hint == NULL)
+		{
+			hint = &us_hints[us_next_hint];
+			us_next_hint = (us_next_hint + 1) % US_HINTS;
+			hint->batch_id = batch_id;
+		}
+		hint->item = DatumGetInt32(us_spi_value(n - 1, 1, &isnull));
 	}
 	return n;
 }
@@ -416,117 +447,168 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 }
 
 /*
+ * The batch this process served last: the next claim looks at the batches
+ * after it first, then wraps around to the oldest.  Every process so takes
+ * turns between the open batches (a one-item batch never waits for a big
+ * one to drain), and reads a page of them, not all, per claim.
+ */
+static int64 us_last_batch = 0;
+
+/*
+ * us_try_batch
+ *		Claim and process a group of one batch (a row of us_open_batches),
+ *		as us_process_group describes.  Returns how many items it processed.
+ */
+static int
+us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
+			 int max_items, int64 *check_batch, bool *work_deferred)
+{
+	bool		isnull;
+	int64		batch_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	const UsKindSpec *kind = us_kind_by_name(TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
+	int32		concurrency = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+	int32		total = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
+	int			want = us_kind_hashes(kind) ? 1 : Min(max_items, US_GROUP_MAX);
+	uint32		slots[US_GROUP_MAX];
+	int			nslots;
+	UsItemResult *res;
+	int32	   *itemnos;
+	int32	   *attempts;
+	Jsonb	  **payloads;
+	SPITupleTable *claimed;
+	int			n;
+
+	want = Min(want, concurrency);
+	nslots = us_acquire_slots(batch_id, concurrency, want, slots);
+	if (nslots == 0)
+	{
+		*work_deferred = true;
+		return 0;
+	}
+
+	n = us_claim(batch_id, nslots);
+	claimed = SPI_tuptable;
+	/* slots beyond what was claimed go back at once */
+	us_release_slots(batch_id, slots, n, nslots);
+	if (n == 0)
+	{
+		/* nothing to take: the batch may be complete, have a look */
+		if (*check_batch == 0)
+			*check_batch = batch_id;
+		*work_deferred = true;
+		return 0;
+	}
+
+	res = palloc0(sizeof(UsItemResult) * n);
+	itemnos = palloc(sizeof(int32) * n);
+	attempts = palloc(sizeof(int32) * n);
+	payloads = palloc(sizeof(Jsonb *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = claimed->vals[i];
+
+		itemnos[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 1, &isnull));
+		payloads[i] = DatumGetJsonbP(SPI_getbinval(tup, claimed->tupdesc, 2, &isnull));
+		attempts[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 3, &isnull));
+		res[i].item = itemnos[i];
+		res[i].tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, claimed->tupdesc, 4, &isnull));
+	}
+
+	if (started != NULL)
+		started(arg, batch_id, us_kind_name(kind), itemnos, n, total);
+
+	if (n > 1 && us_kind_groups(kind))
+		us_process_group_at_once(kind, payloads, attempts, res, n);
+	else
+	{
+		for (int i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			us_process_item(kind, payloads[i], attempts[i], &res[i]);
+		}
+	}
+
+	us_record_results(batch_id, res, n);
+	us_release_slots(batch_id, slots, 0, n);
+
+	/*
+	 * The group may have been the batch's last when its items hash (each is
+	 * a transaction of its own anyway) or when the claim found fewer items
+	 * than it could take; otherwise there are pending items left, and the
+	 * completion check can be spared.
+	 */
+	if (us_kind_hashes(kind) || n < nslots)
+		*check_batch = batch_id;
+	us_last_batch = batch_id;
+	return n;
+}
+
+/*
  * us_process_group
- *		One unit of work, in the current transaction: take the oldest open
- *		batch that has a free concurrency slot and a pending item, claim up to
- *		max_items of its items (one for kinds that hash, since each hash
- *		keeps a slot busy), process them, record the results.  Returns how
- *		many items it processed (0: nothing to do), and in *check_batch a
- *		batch that may now be complete (else 0): the one it processed, or one
- *		where it found nothing to take; *work_deferred says that some open
- *		batch had pending items it could not take now (no free slot, items
- *		held by others, or waiting for a retry), so the caller should look
- *		again soon.  started (when not NULL) is told of the group before it
- *		runs.
+ *		One unit of work, in the current transaction: take the next open
+ *		batch (in turn, after the one this process served last) that has a
+ *		free concurrency slot and a pending item, claim up to max_items of its
+ *		items (one for kinds that hash, since each hash keeps a slot busy),
+ *		process them, record the results.  Returns how many items it
+ *		processed (0: nothing to do), and in *check_batch a batch that may
+ *		now be complete (else 0): the one it processed, or one where it found
+ *		nothing to take; *work_deferred says that some open batch had pending
+ *		items it could not take now (no free slot, items held by others, or
+ *		waiting for a retry), so the caller should look again soon.  started
+ *		(when not NULL) is told of the group before it runs.
  */
 int
 us_process_group(UsGroupStarted started, void *arg, int max_items,
 				 int64 *check_batch, bool *work_deferred)
 {
 	UsSavedUser saved;
-	SPITupleTable *batches;
-	uint64		nbatches;
+	int64		start = us_last_batch;
+	int64		after = start;
+	bool		wrapped = false;
 	int			processed = 0;
 
 	*check_batch = 0;
 	*work_deferred = false;
 
 	us_spi_begin(&saved);
-	us_spi_run(&us_open_batches, NULL, NULL, false, 0);
-	batches = SPI_tuptable;
-	nbatches = SPI_processed;
-
-	for (uint64 b = 0; b < nbatches && processed == 0; b++)
+	while (processed == 0)
 	{
-		bool		isnull;
-		int64		batch_id = DatumGetInt64(SPI_getbinval(batches->vals[b], batches->tupdesc, 1, &isnull));
-		const UsKindSpec *kind = us_kind_by_name(TextDatumGetCString(SPI_getbinval(batches->vals[b], batches->tupdesc, 2, &isnull)));
-		int32		concurrency = DatumGetInt32(SPI_getbinval(batches->vals[b], batches->tupdesc, 3, &isnull));
-		int32		total = DatumGetInt32(SPI_getbinval(batches->vals[b], batches->tupdesc, 4, &isnull));
-		int			want = us_kind_hashes(kind) ? 1 : Min(max_items, US_GROUP_MAX);
-		uint32		slots[US_GROUP_MAX];
-		int			nslots;
-		UsItemResult *res;
-		int32	   *itemnos;
-		int32	   *attempts;
-		Jsonb	  **payloads;
-		SPITupleTable *claimed;
-		int			n;
+		Datum		args[2] = {Int64GetDatum(after), Int32GetDatum(US_BATCH_PAGE)};
+		SPITupleTable *page;
+		uint64		nrows;
+		bool		passed_start = false;
 
-		want = Min(want, concurrency);
-		nslots = us_acquire_slots(batch_id, concurrency, want, slots);
-		if (nslots == 0)
+		us_spi_run(&us_open_batches, args, NULL, false, 0);
+		page = SPI_tuptable;
+		nrows = SPI_processed;
+
+		for (uint64 b = 0; b < nrows && processed == 0; b++)
 		{
-			*work_deferred = true;
-			continue;
-		}
+			bool		isnull;
+			int64		id = DatumGetInt64(SPI_getbinval(page->vals[b], page->tupdesc, 1, &isnull));
 
-		n = us_claim(batch_id, nslots);
-		claimed = SPI_tuptable;
-		/* slots beyond what was claimed go back at once */
-		us_release_slots(batch_id, slots, n, nslots);
-		if (n == 0)
-		{
-			/* nothing to take: the batch may be complete, have a look */
-			if (*check_batch == 0)
-				*check_batch = batch_id;
-			*work_deferred = true;
-			continue;
-		}
-
-		res = palloc0(sizeof(UsItemResult) * n);
-		itemnos = palloc(sizeof(int32) * n);
-		attempts = palloc(sizeof(int32) * n);
-		payloads = palloc(sizeof(Jsonb *) * n);
-		for (int i = 0; i < n; i++)
-		{
-			HeapTuple	tup = claimed->vals[i];
-
-			itemnos[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 1, &isnull));
-			payloads[i] = DatumGetJsonbP(SPI_getbinval(tup, claimed->tupdesc, 2, &isnull));
-			attempts[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 3, &isnull));
-			res[i].item = itemnos[i];
-			res[i].tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, claimed->tupdesc, 4, &isnull));
-		}
-
-		if (started != NULL)
-			started(arg, batch_id, us_kind_name(kind), itemnos, n, total);
-
-		if (n > 1 && us_kind_groups(kind))
-			us_process_group_at_once(kind, payloads, attempts, res, n);
-		else
-		{
-			for (int i = 0; i < n; i++)
+			/* after wrapping around, stop where the first pass began */
+			if (wrapped && id > start)
 			{
-				CHECK_FOR_INTERRUPTS();
-				us_process_item(kind, payloads[i], attempts[i], &res[i]);
+				passed_start = true;
+				break;
 			}
+			after = id;
+			processed = us_try_batch(page->vals[b], page->tupdesc, started, arg,
+									 max_items, check_batch, work_deferred);
 		}
-
-		us_record_results(batch_id, res, n);
-		us_release_slots(batch_id, slots, 0, n);
-
-		/*
-		 * The group may have been the batch's last when its items hash (each
-		 * is a transaction of its own anyway) or when the claim found fewer
-		 * items than it could take; otherwise there are pending items left,
-		 * and the completion check can be spared.
-		 */
-		if (us_kind_hashes(kind) || n < nslots)
-			*check_batch = batch_id;
-		processed = n;
+		if (processed > 0 || passed_start)
+			break;
+		if (nrows < US_BATCH_PAGE)
+		{
+			/* the end of the open batches: once from the oldest, if not yet */
+			if (wrapped || start == 0)
+				break;
+			wrapped = true;
+			after = 0;
+		}
+		SPI_freetuptable(page);
 	}
-
 	us_spi_end(&saved);
 	return processed;
 }

@@ -304,8 +304,12 @@ us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
 	count = JB_ROOT_COUNT(items);
 	for (int i = 0; i < count; i++)
 	{
-		JsonbValue *item = getIthJsonbValueFromContainer(&items->root, i);
+		JsonbValue *item;
 
+		/* millions of items take seconds: honour cancels and timeouts */
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		item = getIthJsonbValueFromContainer(&items->root, i);
 		us_kind_check_item(kind, item, i + 1);
 		pfree(item);
 	}

@@ -358,7 +358,8 @@ wait_batch(PG_FUNCTION_ARGS)
  *		Process up to max_items pending items in this session, inside the
  *		caller's transaction, under the same concurrency slots as the workers.
  *		For servers without the workers (no shared_preload_libraries, or a
- *		schedule driving the work, e.g. pg_cron).  Returns how many items it
+ *		schedule driving the work, e.g. pg_cron).  When it runs out of work it
+ *		also does the workers' housekeeping.  Returns how many items it
  *		processed.
  */
 Datum
@@ -384,6 +385,15 @@ process_batches(PG_FUNCTION_ARGS)
 			break;
 		done += n;
 	}
+
+	/*
+	 * Out of work: the housekeeping the workers do when idle (finish, purge
+	 * past the retention, fold the user count), so that a server driven by
+	 * process_batches alone keeps its tables small too.
+	 */
+	if (done < max_items)
+		us_purge_batches();
+
 	/* some batch may be complete when this commits: let waiters look */
 	if (done > 0)
 		us_wake_waiters_at_commit();

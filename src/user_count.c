@@ -12,8 +12,11 @@
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/trigger.h"
 #include "executor/tuptable.h"
+#include "storage/lmgr.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
@@ -26,15 +29,17 @@ PG_FUNCTION_INFO_V1(count_users_trigger);
 /*
  * us_count_users
  *		Exact number of users in the snapshot: the sum of
- *		user_service.user_count_deltas.
+ *		user_service.user_count_deltas.  *rows (when not NULL) says how many
+ *		rows it summed.
  */
 int64
-us_count_users(Snapshot snapshot)
+us_count_users(Snapshot snapshot, uint64 *rows)
 {
 	Relation	rel = table_open(us_catalog()->count_deltas_relid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
 	int64		total = 0;
+	uint64		n = 0;
 
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -43,7 +48,10 @@ us_count_users(Snapshot snapshot)
 
 		if (!isnull)
 			total += DatumGetInt64(d);
+		n++;
 	}
+	if (rows)
+		*rows = n;
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
@@ -62,10 +70,26 @@ static UsStatement us_fold_deltas = {
 };
 
 /*
- * us_compact_user_count
- *		Fold the rows of user_count_deltas into one (the workers do this when
- *		idle), so that list_users sums few rows.  The sum never changes, so
+ * us_fold_deltas_now
+ *		Fold the rows of user_count_deltas into one, unless another session
+ *		is folding: the lock is taken without waiting and held to the end of
+ *		the transaction, so that folds never wait on each other's row locks
+ *		(and a reader never waits for a fold).  The sum never changes, so
  *		concurrent readers and writers are unaffected.  Call inside SPI.
+ */
+static void
+us_fold_deltas_now(void)
+{
+	if (ConditionalLockRelationOid(us_catalog()->count_deltas_relid,
+								   ShareUpdateExclusiveLock))
+		us_spi_run(&us_fold_deltas, NULL, NULL, false, 0);
+}
+
+/*
+ * us_compact_user_count
+ *		Fold user_count_deltas when it has more than one row (housekeeping:
+ *		the workers when idle, process_batches when out of work), so that
+ *		list_users sums few rows.  Call inside SPI.
  */
 void
 us_compact_user_count(void)
@@ -75,7 +99,30 @@ us_compact_user_count(void)
 	us_spi_run(&us_count_deltas, NULL, NULL, true, 0);
 	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									1, &isnull)) > 1)
-		us_spi_run(&us_fold_deltas, NULL, NULL, false, 0);
+		us_fold_deltas_now();
+}
+
+/*
+ * us_fold_user_count_if_long
+ *		Fold user_count_deltas when reading it summed more than
+ *		US_FOLD_ROWS rows (list_users calls this), so that the count stays
+ *		cheap without the workers' housekeeping too: without preloading, with
+ *		no workers, in a database the workers do not serve.  Only where it
+ *		can write: not on a standby, in a read-only or parallel operation, or
+ *		under a transaction snapshot (REPEATABLE READ would fail on rows that
+ *		another fold deleted meanwhile).
+ */
+void
+us_fold_user_count_if_long(uint64 rows)
+{
+	UsSavedUser saved;
+
+	if (rows <= US_FOLD_ROWS || RecoveryInProgress() || XactReadOnly ||
+		IsInParallelMode() || IsolationUsesXactSnapshot())
+		return;
+	us_spi_begin(&saved);
+	us_fold_deltas_now();
+	us_spi_end(&saved);
 }
 
 /*
@@ -119,7 +166,7 @@ count_users_trigger(PG_FUNCTION_ARGS)
 	{
 		Snapshot	latest = RegisterSnapshot(GetLatestSnapshot());
 
-		delta = -us_count_users(latest);
+		delta = -us_count_users(latest, NULL);
 		UnregisterSnapshot(latest);
 	}
 	else

@@ -104,6 +104,7 @@ us_list_page(FunctionCallInfo fcinfo, bool keyset, int64 after_id,
 	bool		elembyval;
 	char		elemalign;
 	int64		total;
+	uint64		delta_rows;
 	Datum	   *items = palloc(sizeof(Datum) * per_page);
 	int			n = 0;
 	Datum		result[2];
@@ -111,7 +112,7 @@ us_list_page(FunctionCallInfo fcinfo, bool keyset, int64 after_id,
 
 	get_typlenbyvalalign(elemtype, &elemlen, &elembyval, &elemalign);
 
-	total = us_count_users(snapshot);
+	total = us_count_users(snapshot, &delta_rows);
 
 	/* past the end: no need to walk the index */
 	if (offset < total)
@@ -149,6 +150,8 @@ us_list_page(FunctionCallInfo fcinfo, bool keyset, int64 after_id,
 		index_close(idx, NoLock);
 		table_close(rel, NoLock);
 	}
+
+	us_fold_user_count_if_long(delta_rows);
 
 	result[0] = Int64GetDatum(total);
 	result[1] = PointerGetDatum(construct_array(items, n, elemtype,

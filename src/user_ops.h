@@ -48,8 +48,10 @@ extern void us_user_set_password(int64 id, text *password);
 extern bool us_user_verify(text *email, text *password);
 
 /* user_count.c */
-extern int64 us_count_users(Snapshot snapshot);
+#define US_FOLD_ROWS	1000	/* list_users folds the count past this */
+extern int64 us_count_users(Snapshot snapshot, uint64 *rows);
 extern void us_compact_user_count(void);
+extern void us_fold_user_count_if_long(uint64 rows);
 
 /* user_list.c */
 extern void us_list_init(void);

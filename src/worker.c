@@ -24,6 +24,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -208,6 +209,17 @@ user_service_worker_main(Datum arg)
 		int			n;
 
 		CHECK_FOR_INTERRUPTS();
+
+		/*
+		 * Draining skips the latch wait, and with it WL_EXIT_ON_PM_DEATH: look
+		 * at the postmaster before every transaction, so that a worker never
+		 * outlives it by more than one group (and never keeps its shared
+		 * memory from a restarted server).  Work not committed is pending
+		 * again after the restart.
+		 */
+		if (!PostmasterIsAlive())
+			proc_exit(1);
+
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -273,6 +273,53 @@ SQL
 done | median)
 row 'commit of submit_batch to first item started, median ms' "$(awk -v v="$lat" 'BEGIN { printf "%.1f", v }')" '-' '-' '<= 5'
 
+echo "== fairness and many open batches"
+# Head-of-line wait: a one-item batch committed while the workers hash a
+# 200-item create_user batch (concurrency 2: both workers busy), commit to
+# finished, against the same batch on idle workers.  Workers take turns
+# between open batches, so the small one waits for at most the hash each
+# worker is in, not for the big batch to drain.
+small_wait() {   # BEHIND (0 or 1): prints ms from commit to finished of a one-item batch
+    psql <<SQL
+SELECT CASE WHEN $1 = 1 THEN user_service.submit_batch('create_user',
+    (SELECT jsonb_agg(jsonb_build_object('name', 'Big ' || i, 'email', 'big-' || i || '-' || md5(random()::text) || '@example.com',
+                                         'password', 'big password ' || i)) FROM generate_series(1, 200) i), 2)
+       ELSE 0 END AS big \gset
+SELECT pg_sleep(0.3) \g /dev/null
+BEGIN;
+SELECT user_service.submit_batch('delete_user', '[{"id": 999999999}]') AS b \gset
+SELECT clock_timestamp() AS c \gset
+COMMIT;
+SELECT user_service.wait_batch(:b, '10 minutes') \g /dev/null
+SELECT extract(epoch FROM finished_at - :'c') * 1000 FROM user_service.batch_jobs WHERE id = :b;
+SELECT user_service.cancel_batch(:big) WHERE :big > 0 \g /dev/null
+SELECT user_service.wait_batch(:big, '10 minutes') WHERE :big > 0 \g /dev/null
+SQL
+}
+idle=$(for _ in $(seq "$RUNS"); do small_wait 0; done | median)
+behind=$(for _ in $(seq "$RUNS"); do small_wait 1; done | median)
+hash_ms=$(awk -v s="$sod" 'BEGIN { printf "%.0f", 1000 / s }')
+row 'one-item batch behind a 200-item create_user batch, commit to finished, median ms' \
+    "$(fmt "$behind")" "$(fmt "$idle") (on idle workers)" "$(ratio "$behind" "$idle")" \
+    "<= one hash (~$hash_ms ms), not the big batch's ~$(awk -v s="$sod" 'BEGIN { printf "%.1f", 100 / s }') s"
+
+# Claim cost against the number of open batches: N one-item delete_user
+# batches committed at once, items/s from the commit to the last finished.
+many_batches() {   # N: prints items/s
+    psql <<SQL
+BEGIN;
+SELECT coalesce(max(id), 0) AS before FROM user_service.batch_jobs \gset
+DO \$\$BEGIN FOR i IN 1..$1 LOOP PERFORM user_service.submit_batch('delete_user', '[{"id": 999999999}]'); END LOOP; END\$\$;
+SELECT clock_timestamp() AS c \gset
+COMMIT;
+SELECT count(*) FROM (SELECT user_service.wait_batch(id, '30 minutes') FROM user_service.batch_jobs WHERE id > :before) w \g /dev/null
+SELECT $1 / extract(epoch FROM max(finished_at) - :'c') FROM user_service.batch_jobs WHERE id > :before;
+SQL
+}
+few=$(for _ in $(seq "$RUNS"); do many_batches 1000; done | median)
+lots=$(many_batches 100000)
+row '100,000 open one-item batches, items/s' "$(fmt "$lots")" "$(fmt "$few") (1,000 open)" "$(ratio "$lots" "$few")" 'flat (~1)'
+
 machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $3 }')"
 {
     echo "Measured on $(date -u +%Y-%m-%d) by \`bash test/bench/run.sh\` ($USERS users, median of $RUNS runs of ${SECONDS_PER_RUN}s, pgbench -M prepared -c 2 -j 2)."
