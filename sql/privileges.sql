@@ -96,8 +96,10 @@ SELECT user_service.submit_batch('delete_user', '[{"id": 424242}]') AS admin_bat
 SET ROLE regress_us_app;
 SELECT pg_temp.try(format('SELECT user_service.batch_results(%s)', :admin_batch));
 SELECT pg_temp.try(format('SELECT user_service.cancel_batch(%s)', :admin_batch));
-SELECT state FROM user_service.batch_status(:admin_batch);
+SELECT pg_temp.try(format('SELECT user_service.batch_status(%s)', :admin_batch));
+SELECT pg_temp.try(format($$SELECT user_service.wait_batch(%s, '1 second')$$, :admin_batch));
 RESET ROLE;
+SELECT state FROM user_service.batch_status(:admin_batch);
 ROLLBACK;
 SET ROLE regress_us_app;
 -- ... but cannot read or change hashes, or anything else, directly

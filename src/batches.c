@@ -75,6 +75,9 @@ static UsStatement us_cancel = {
 	1, {INT8OID}
 };
 
+static Oid	us_batch_submitter(int64 batch_id);
+static void us_check_batch_access(Oid caller, Oid submitter, int64 batch_id);
+
 static void
 us_batch_not_found(int64 batch_id)
 {
@@ -148,6 +151,7 @@ batch_status(PG_FUNCTION_ARGS)
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
 	us_spi_run(&us_select_status, args, NULL, false, 1);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
@@ -183,9 +187,10 @@ us_batch_submitter(int64 batch_id)
 
 /*
  * us_check_batch_access
- *		A batch's results (which name emails) and its cancellation belong to
- *		the role that submitted it, and to the owner of the extension's
- *		tables (administrators); 42501 for anyone else.
+ *		A batch (its status, its results, which name emails, waiting for it
+ *		and cancelling it) belongs to the role that submitted it, and to the
+ *		owner of the extension's tables (administrators); 42501 for anyone
+ *		else.
  */
 static void
 us_check_batch_access(Oid caller, Oid submitter, int64 batch_id)
@@ -195,7 +200,7 @@ us_check_batch_access(Oid caller, Oid submitter, int64 batch_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for batch " INT64_FORMAT, batch_id),
-				 errdetail("Only the role that submitted a batch, and the owner of the user_service tables, may read its results or cancel it.")));
+				 errdetail("Only the role that submitted a batch, and the owner of the user_service tables, may see it, wait for it or cancel it.")));
 }
 
 /*
@@ -332,6 +337,19 @@ wait_batch(PG_FUNCTION_ARGS)
 				 errmsg("timeout must not be negative")));
 	usecs = (int64) (Min(seconds, 100.0 * 365 * SECS_PER_DAY) * USECS_PER_SEC);
 	deadline = GetCurrentTimestamp() + usecs;
+
+	/* as committed now, like the waiting below */
+	{
+		UsSavedUser saved;
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+		PushActiveSnapshot(snap);
+		us_spi_begin(&saved);
+		us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
+		us_spi_end(&saved);
+		PopActiveSnapshot();
+		UnregisterSnapshot(snap);
+	}
 
 	for (;;)
 	{
