@@ -5,39 +5,23 @@
 # users table holds exactly the batch's users.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use UserServiceNode;
 
 my $items = 300;
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'user_service'
-user_service.database = 'postgres'
-user_service.workers = 2
-# about 10 ms a hash, so that a batch lasts long enough to be interrupted
-user_service.argon2_memory_kib = 8192
-user_service.argon2_iterations = 1
-restart_after_crash = on
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION user_service');
+# (about 10 ms a hash: a batch lasts long enough to be interrupted)
+my $node = preloaded_node('crash', "restart_after_crash = on\n");
 
 # Submit a batch of $items create_user items whose emails carry $tag.
 sub submit
 {
 	my ($tag) = @_;
-	return $node->safe_psql(
-		'postgres', qq{
-		SELECT user_service.submit_batch('create_user',
-			(SELECT jsonb_agg(jsonb_build_object(
-				'name', 'User ' || i,
-				'email', '$tag' || i || '\@example.com',
-				'password', 'secret-$tag-' || i) ORDER BY i)
-			   FROM generate_series(1, $items) i))});
+	return submit_create_batch($node, $tag, $items);
 }
 
 sub wait_progress

@@ -19,9 +19,12 @@ use strict;
 use warnings;
 use File::Basename qw(dirname);
 use IPC::Run;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use UserServiceNode;
 use Time::HiRes qw(time sleep);
 
 my $soak_seconds = $ENV{SOAK_SECONDS} // 60;
@@ -35,13 +38,8 @@ my @weights = (
 	'create.sql@2', 'get.sql@3', 'update.sql@2', 'delete.sql@1',
 	'list.sql@2', 'verify.sql@2');
 
-my $node = PostgreSQL::Test::Cluster->new('soak');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'user_service'
-user_service.database = 'postgres'
-user_service.workers = 2
+my $node = preloaded_node(
+	'soak', qq{
 user_service.argon2_memory_kib = 256
 user_service.argon2_iterations = 1
 restart_after_crash = on
@@ -50,8 +48,6 @@ max_connections = 40
 # of the log and of the time spent writing it)
 log_statement = none
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION user_service');
 
 # Wait until the server accepts connections again after a crash-restart.
 sub wait_ready

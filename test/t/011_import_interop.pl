@@ -9,9 +9,12 @@
 # and in argon2-cffi.  A read-only verify leaves the imported hash alone.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use UserServiceNode;
 use IPC::Run qw(run);
 
 my $python = '/usr/bin/python3';
@@ -28,18 +31,7 @@ sub py
 	return $out;
 }
 
-my $node = PostgreSQL::Test::Cluster->new('import');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'user_service'
-user_service.database = 'postgres'
-user_service.workers = 2
-user_service.argon2_memory_kib = 1024
-user_service.argon2_iterations = 1
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION user_service');
+my $node = preloaded_node('import', "user_service.argon2_memory_kib = 1024\n");
 
 # The other system's users: email => [password, code that hashes stdin].
 my $low_level = q{

@@ -5,35 +5,19 @@
 # succeeded exactly once.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use UserServiceNode;
 use Time::HiRes qw(usleep);
 
 my $items = 1500;
 
-my $node = PostgreSQL::Test::Cluster->new('pmdeath');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'user_service'
-user_service.database = 'postgres'
-user_service.workers = 2
-# about 10 ms a hash: the batch takes several seconds on two workers
-user_service.argon2_memory_kib = 8192
-user_service.argon2_iterations = 1
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION user_service');
-
-my $batch = $node->safe_psql(
-	'postgres', qq{
-	SELECT user_service.submit_batch('create_user',
-		(SELECT jsonb_agg(jsonb_build_object(
-			'name', 'User ' || i,
-			'email', 'pm' || i || '\@example.com',
-			'password', 'secret-pm-' || i) ORDER BY i)
-		   FROM generate_series(1, $items) i), 2)});
+# (about 10 ms a hash: the batch takes several seconds on two workers)
+my $node = preloaded_node('pmdeath');
+my $batch = submit_create_batch($node, 'pm', $items, 2);
 
 $node->poll_query_until('postgres',
 	"SELECT succeeded >= 20 FROM user_service.batch_status($batch)")

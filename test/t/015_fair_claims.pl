@@ -4,35 +4,20 @@
 # batches) all finish, each item once.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use UserServiceNode;
 
-my $node = PostgreSQL::Test::Cluster->new('fair');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'user_service'
-user_service.database = 'postgres'
-user_service.workers = 2
-# about 10 ms a hash
-user_service.argon2_memory_kib = 8192
-user_service.argon2_iterations = 1
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION user_service');
+# (about 10 ms a hash)
+my $node = preloaded_node('fair');
 
 sub create_batch
 {
 	my ($tag, $n) = @_;
-	return $node->safe_psql(
-		'postgres', qq{
-		SELECT user_service.submit_batch('create_user',
-			(SELECT jsonb_agg(jsonb_build_object(
-				'name', 'User ' || i,
-				'email', '$tag' || i || '\@example.com',
-				'password', 'secret-$tag-' || i) ORDER BY i)
-			   FROM generate_series(1, $n) i), 2)});
+	return submit_create_batch($node, $tag, $n, 2);
 }
 
 my $big = create_batch('big', 400);

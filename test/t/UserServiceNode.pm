@@ -1,0 +1,53 @@
+# Helpers shared by the TAP tests: a node with user_service preloaded and
+# installed, and create_user batches whose emails carry a tag.
+package UserServiceNode;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+
+our @EXPORT = qw(preloaded_node submit_create_batch);
+
+# preloaded_node(NAME, EXTRA_CONF): a started node whose two workers serve
+# database postgres, hashing at about 10 ms a hash (argon2 8 MiB, one pass)
+# unless EXTRA_CONF (postgresql.conf lines, appended last) says otherwise;
+# the extension is created.
+sub preloaded_node
+{
+	my ($name, $extra) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init;
+	$node->append_conf(
+		'postgresql.conf', qq{
+shared_preload_libraries = 'user_service'
+user_service.database = 'postgres'
+user_service.workers = 2
+user_service.argon2_memory_kib = 8192
+user_service.argon2_iterations = 1
+} . ($extra // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION user_service');
+	return $node;
+}
+
+# submit_create_batch(NODE, TAG, N, CONCURRENCY): the id of a new batch of N
+# create_user items, emails TAG1@example.com .. TAGN@example.com, passwords
+# secret-TAG-1 ..; CONCURRENCY when given.
+sub submit_create_batch
+{
+	my ($node, $tag, $n, $concurrency) = @_;
+	my $conc = defined $concurrency ? ", $concurrency" : '';
+
+	return $node->safe_psql(
+		'postgres', qq{
+		SELECT user_service.submit_batch('create_user',
+			(SELECT jsonb_agg(jsonb_build_object(
+				'name', 'User ' || i,
+				'email', '$tag' || i || '\@example.com',
+				'password', 'secret-$tag-' || i) ORDER BY i)
+			   FROM generate_series(1, $n) i)$conc)});
+}
+
+1;
