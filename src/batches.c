@@ -75,6 +75,9 @@ static UsStatement us_cancel = {
 	1, {INT8OID}
 };
 
+/* rows of batch_results read at a time */
+#define US_RESULTS_PAGE	1000
+
 static Oid	us_batch_submitter(int64 batch_id);
 static void us_check_batch_access(Oid caller, Oid submitter, int64 batch_id);
 
@@ -216,28 +219,48 @@ batch_results(PG_FUNCTION_ARGS)
 	int64		batch_id;
 	UsSavedUser saved;
 	Datum		args[1];
+	Datum		running;
+	Portal		portal;
 
 	us_arg_not_null(fcinfo, 0, "batch_id");
 	batch_id = PG_GETARG_INT64(0);
 	InitMaterializedSRF(fcinfo, 0);
+	running = CStringGetTextDatum("running");
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
 	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
-	us_spi_run(&us_select_results, args, NULL, false, 0);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		Datum		values[5];
-		bool		nulls[5];
 
-		for (int c = 0; c < 5; c++)
-			values[c] = us_spi_value(r, c + 1, &nulls[c]);
-		if (strcmp(TextDatumGetCString(values[1]), "pending") == 0 &&
-			us_item_running(batch_id, DatumGetInt32(values[0])))
-			values[1] = CStringGetTextDatum("running");
-		/* the tuplestore copies the values */
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	/*
+	 * A page of rows at a time into the tuplestore, which keeps work_mem in
+	 * memory and the rest on disk: a batch of millions of items costs no
+	 * more memory than a small one.
+	 */
+	portal = us_spi_cursor(&us_select_results, args, NULL, false);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, US_RESULTS_PAGE);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			Datum		values[5];
+			bool		nulls[5];
+			text	   *status;
+
+			for (int c = 0; c < 5; c++)
+				values[c] = us_spi_value(r, c + 1, &nulls[c]);
+			status = DatumGetTextPP(values[1]);
+			if (VARSIZE_ANY_EXHDR(status) == strlen("pending") &&
+				memcmp(VARDATA_ANY(status), "pending", strlen("pending")) == 0 &&
+				us_item_running(batch_id, DatumGetInt32(values[0])))
+				values[1] = running;
+			/* the tuplestore copies the values */
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		SPI_freetuptable(SPI_tuptable);
 	}
+	SPI_cursor_close(portal);
 	us_spi_end(&saved);
 	return (Datum) 0;
 }

@@ -177,6 +177,27 @@ us_spi_end(const UsSavedUser *saved)
 }
 
 /*
+ * us_spi_plan
+ *		Prepare the statement and keep its plan, on first use.
+ */
+static void
+us_spi_plan(UsStatement *stmt)
+{
+	SPIPlanPtr	plan;
+
+	if (stmt->plan != NULL)
+		return;
+	plan = SPI_prepare_cursor(stmt->sql, stmt->nargs, stmt->argtypes,
+							  stmt->cursor_options);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 stmt->sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	stmt->plan = plan;
+}
+
+/*
  * us_spi_run
  *		Run a statement through SPI (between SPI_connect and SPI_finish),
  *		preparing and keeping its plan on first use.  Analysis and execution
@@ -194,18 +215,7 @@ us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
 	int			rc;
 
 	PushOverrideSearchPath(&path);
-	if (stmt->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(stmt->sql, stmt->nargs, stmt->argtypes,
-											  stmt->cursor_options);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 stmt->sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		stmt->plan = plan;
-	}
+	us_spi_plan(stmt);
 	rc = SPI_execute_plan(stmt->plan, args, nulls, read_only, tcount);
 	PopOverrideSearchPath();
 
@@ -213,6 +223,28 @@ us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
 		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
 			 stmt->sql, SPI_result_code_string(rc));
 	return rc;
+}
+
+/*
+ * us_spi_cursor
+ *		Open a cursor on a statement (as us_spi_run would run it), for
+ *		results too big to hold at once: read them with SPI_cursor_fetch,
+ *		then SPI_cursor_close.
+ */
+Portal
+us_spi_cursor(UsStatement *stmt, Datum *args, const char *nulls, bool read_only)
+{
+	OverrideSearchPath path = {NIL, true, false, 0};
+	Portal		portal;
+
+	PushOverrideSearchPath(&path);
+	us_spi_plan(stmt);
+	portal = SPI_cursor_open(NULL, stmt->plan, args, nulls, read_only);
+	PopOverrideSearchPath();
+	if (portal == NULL)
+		elog(ERROR, "SPI_cursor_open failed for \"%s\": %s",
+			 stmt->sql, SPI_result_code_string(SPI_result));
+	return portal;
 }
 
 /*

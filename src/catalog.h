@@ -71,6 +71,8 @@ typedef struct UsStatement
 
 extern int	us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
 					   bool read_only, long tcount);
+extern Portal us_spi_cursor(UsStatement *stmt, Datum *args, const char *nulls,
+							bool read_only);
 extern Datum us_spi_value(uint64 row, int col, bool *isnull);
 
 #endif							/* US_CATALOG_H */

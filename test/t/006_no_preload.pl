@@ -3,11 +3,15 @@
 # in the session, and wait_batch still waits (on its latch).  The workers'
 # housekeeping is not forgotten without them: list_users folds a long
 # user_count_deltas, process_batches purges batches past the retention.
+# batch_results streams: reading 500,000 results costs a backend little
+# memory.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
+use Time::HiRes;
 
 my $node = PostgreSQL::Test::Cluster->new('plain');
 $node->init;
@@ -87,6 +91,47 @@ is($node->safe_psql('postgres', q{
 		SELECT count(*) FROM user_service.batch_jobs;
 		SELECT count(*) FROM user_service.batch_items}),
 	"0\n0\n0", 'process_batches purges the expired batch and its items');
+
+# batch_results of a 500,000-item batch (pending: no worker runs it), read
+# by a session whose anonymous memory is sampled meanwhile.  Holding every
+# row at once costs some 90 MB; streaming, work_mem (the tuplestore spills
+# to disk) and a page of rows.
+my $big = $node->safe_psql('postgres', q{
+	SELECT user_service.submit_batch('delete_user',
+		(SELECT jsonb_agg(jsonb_build_object('id', i)) FROM generate_series(1, 500000) i))});
+my ($stdout, $stderr) = ('', '');
+my $reader = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $node->connstr('postgres') . ' application_name=results_reader',
+	  '-c', 'SELECT 1 FROM pg_sleep(1)',
+	  '-c', "SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM user_service.batch_results($big)" ],
+	'>', \$stdout, '2>', \$stderr);
+my $pid;
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'results_reader'")
+  or die 'the reader did not connect';
+$pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE application_name = 'results_reader'");
+sub rss_anon_kib
+{
+	open(my $fh, '<', "/proc/$pid/status") or die "cannot read /proc/$pid/status: $!";
+	my ($kib) = map { /^RssAnon:\s+(\d+)/ ? $1 : () } <$fh>;
+	return $kib;
+}
+my $start = rss_anon_kib();
+my $peak = $start;
+while ($reader->pumpable)
+{
+	my $now = rss_anon_kib();
+	$peak = $now if defined $now && $now > $peak;
+	Time::HiRes::usleep(5_000);
+	$reader->pump_nb;
+}
+$reader->finish;
+note "reader: $stderr" if $stderr ne '';
+is($stdout, "1\n500000|500000\n", 'batch_results returns every item');
+cmp_ok(($peak - $start) / 1024, '<', 40,
+	'... while the reading backend grows by less than 40 MB');
+note sprintf('anonymous memory: %.1f MB at the start, %.1f MB at the peak', $start / 1024, $peak / 1024);
 
 $node->stop;
 done_testing();
