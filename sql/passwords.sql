@@ -27,6 +27,12 @@ SELECT user_service.verify_password('alice@example.com', 'correct horse') AS rig
        user_service.verify_password('alice@example.com', '') AS empty_pw,
        user_service.verify_password('nobody@example.com', 'correct horse') AS unknown,
        user_service.verify_password('not an email', 'correct horse') AS malformed;
+-- an email longer than any stored one (over 254 characters): the dummy work
+-- and false, however long (its size is read, not its text)
+SELECT user_service.verify_password(repeat('a', 243) || '@example.com', 'correct horse') AS chars_255,
+       user_service.verify_password(repeat('é', 243) || '@example.com', 'correct horse') AS multibyte_255,
+       user_service.verify_password(repeat(' ', 300) || 'alice@example.com', 'correct horse') AS padded,
+       user_service.verify_password(repeat('a', 300000000) || '@example.com', 'correct horse') AS mb_300;
 
 -- the GUCs shape new hashes; memory takes units
 SET user_service.argon2_memory_kib = '2MB';

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -27,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -498,12 +500,16 @@ us_user_get(int64 id, Datum *info)
  *
  * An email that matches no user costs the same argon2 work as a wrong
  * password, so the answer's timing does not tell whether the user exists.
+ * An email longer than any stored one (over US_EMAIL_MAX_CHARS characters,
+ * or over US_EMAIL_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN bytes before trimming,
+ * which is told from its size without reading it) gets the same dummy work
+ * and false: a 100 MB email costs no more than a short one.
  * After a successful verify of a hash made with other parameters than the
  * current GUCs, the hash is replaced by a current one, except where the
  * transaction cannot write (read-only, hot standby).
  */
 bool
-us_user_verify(text *email_arg, text *password)
+us_user_verify(Datum email_datum, text *password)
 {
 	const char *pwd;
 	size_t		pwdlen;
@@ -514,11 +520,19 @@ us_user_verify(text *email_arg, text *password)
 	UsPhc		phc;
 	bool		ok;
 
-	email = us_trimmed(email_arg);
 	pwd = VARDATA_ANY(password);
 	pwdlen = VARSIZE_ANY_EXHDR(password);
 
-	if (!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))
+	if (toast_raw_datum_size(email_datum) - VARHDRSZ >
+		US_EMAIL_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN)
+	{
+		us_password_dummy_work(pwd, pwdlen);
+		return false;
+	}
+	email = us_trimmed(DatumGetTextPP(email_datum));
+
+	if (pg_mbstrlen(email) > US_EMAIL_MAX_CHARS ||
+		!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))
 	{
 		us_password_dummy_work(pwd, pwdlen);
 		return false;

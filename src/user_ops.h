@@ -45,7 +45,7 @@ extern void us_user_update(int64 id, text *name, text *email,
 extern void us_user_delete(int64 id);
 extern void us_user_delete_many(const int64 *ids, int n, bool *found);
 extern void us_user_set_password(int64 id, text *password);
-extern bool us_user_verify(text *email, text *password);
+extern bool us_user_verify(Datum email, text *password);
 
 /* user_count.c */
 #define US_FOLD_ROWS	1000	/* list_users folds the count past this */

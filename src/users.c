@@ -109,5 +109,6 @@ verify_password(PG_FUNCTION_ARGS)
 	us_password_call();
 	us_arg_not_null(fcinfo, 0, "email");
 	us_arg_not_null(fcinfo, 1, "password");
-	PG_RETURN_BOOL(us_user_verify(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1)));
+	/* the email as it came (maybe toasted): us_user_verify looks at its size first */
+	PG_RETURN_BOOL(us_user_verify(PG_GETARG_DATUM(0), PG_GETARG_TEXT_PP(1)));
 }
