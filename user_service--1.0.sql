@@ -2,6 +2,25 @@
 
 \echo Use "CREATE EXTENSION user_service" to load this file. \quit
 
+-- CREATE EXTENSION adopts a schema user_service that exists already.  Its
+-- owner could drop or replace the extension's objects (the email index, the
+-- functions) behind the installer's back: refuse one owned by a role that is
+-- neither the installing role nor a superuser.
+DO $$
+DECLARE
+    owner pg_catalog.name;
+BEGIN
+    SELECT r.rolname INTO owner
+      FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = 'user_service' AND r.rolname <> CURRENT_USER AND NOT r.rolsuper;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema "user_service" is owned by role "%", not by the installing role', owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop the schema, or make the installing role its owner, then create the extension again.';
+    END IF;
+END
+$$;
+
 -- The accounts.  Nobody but the owner may touch the table: the API functions
 -- are written in C and reach it without per-call permission checks or name
 -- lookups, and run their writes as the table's owner (see src/catalog.c).
