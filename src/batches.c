@@ -78,7 +78,7 @@ static UsStatement us_cancel = {
 /* rows of batch_results read at a time */
 #define US_RESULTS_PAGE	1000
 
-static Oid	us_batch_submitter(int64 batch_id);
+static Oid	us_batch_submitter(int64 batch_id, bool read_only);
 static void us_check_batch_access(Oid caller, Oid submitter, int64 batch_id);
 
 static void
@@ -154,7 +154,7 @@ batch_status(PG_FUNCTION_ARGS)
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
-	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id, false), batch_id);
 	us_spi_run(&us_select_status, args, NULL, false, 1);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
@@ -175,14 +175,16 @@ batch_status(PG_FUNCTION_ARGS)
 /*
  * us_batch_submitter
  *		Who submitted the batch (P0002 when there is none); call inside SPI.
+ *		read_only: in the active snapshot as it is (else SPI's usual
+ *		snapshot for a statement of the transaction).
  */
 static Oid
-us_batch_submitter(int64 batch_id)
+us_batch_submitter(int64 batch_id, bool read_only)
 {
 	Datum		args[1] = {Int64GetDatum(batch_id)};
 	bool		isnull;
 
-	us_spi_run(&us_batch_owner, args, NULL, false, 1);
+	us_spi_run(&us_batch_owner, args, NULL, read_only, 1);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
 	return DatumGetObjectId(us_spi_value(0, 1, &isnull));
@@ -229,7 +231,7 @@ batch_results(PG_FUNCTION_ARGS)
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
-	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id, false), batch_id);
 
 	/*
 	 * A page of rows at a time into the tuplestore, which keeps work_mem in
@@ -286,7 +288,7 @@ cancel_batch(PG_FUNCTION_ARGS)
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
-	us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
+	us_check_batch_access(saved.userid, us_batch_submitter(batch_id, false), batch_id);
 	us_spi_run(&us_cancel, args, NULL, false, 0);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
@@ -368,7 +370,7 @@ wait_batch(PG_FUNCTION_ARGS)
 
 		PushActiveSnapshot(snap);
 		us_spi_begin(&saved);
-		us_check_batch_access(saved.userid, us_batch_submitter(batch_id), batch_id);
+		us_check_batch_access(saved.userid, us_batch_submitter(batch_id, true), batch_id);
 		us_spi_end(&saved);
 		PopActiveSnapshot();
 		UnregisterSnapshot(snap);

@@ -41,7 +41,8 @@ srand($seed);
 #          timeout, process_batches' max_items < 1
 #   23505  the email is taken in any case (pre-check or the unique index)
 #   P0002  no such user / no such batch
-#   42501  batch_results and cancel_batch of another role's batch, and
+#   42501  batch_status, batch_results, wait_batch and cancel_batch of
+#          another role's batch, and
 #          submit_batch of a kind whose function the role may not execute;
 #          also (added per call below) any function a role was not granted
 #          EXECUTE on, and the views for a role without SELECT (README:
@@ -56,10 +57,10 @@ my %api_errors = (
 	verify_password  => [qw(22004)],
 	set_password     => [qw(22004 22023 P0002)],
 	submit_batch     => [qw(22004 22023 42501)],
-	batch_status     => [qw(22004 P0002)],
+	batch_status     => [qw(22004 P0002 42501)],
 	batch_results    => [qw(22004 P0002 42501)],
 	cancel_batch     => [qw(22004 P0002 42501)],
-	wait_batch       => [qw(22004 22023 P0002)],
+	wait_batch       => [qw(22004 22023 P0002 42501)],
 	process_batches  => [qw(22004 22023)],
 	running_items    => [],
 	worker_info      => [],
