@@ -99,26 +99,32 @@ is($node->safe_psql('postgres', q{
 my $big = $node->safe_psql('postgres', q{
 	SELECT user_service.submit_batch('delete_user',
 		(SELECT jsonb_agg(jsonb_build_object('id', i)) FROM generate_series(1, 500000) i))});
+# The reader waits on an advisory lock that this test holds until it has
+# found the reader's backend and sampled it once.
+my $gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(4242)');
 my ($stdout, $stderr) = ('', '');
 my $reader = IPC::Run::start(
 	[ 'psql', '-XAtq', '-d', $node->connstr('postgres') . ' application_name=results_reader',
-	  '-c', 'SELECT 1 FROM pg_sleep(1)',
+	  '-c', 'SELECT 1 FROM pg_advisory_lock(4242)',
 	  '-c', "SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM user_service.batch_results($big)" ],
 	'>', \$stdout, '2>', \$stderr);
-my $pid;
 $node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'results_reader'")
-  or die 'the reader did not connect';
-$pid = $node->safe_psql('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'results_reader' AND wait_event_type = 'Lock'")
+  or die 'the reader did not come to wait';
+my $pid = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE application_name = 'results_reader'");
+# (undef once the backend has exited)
 sub rss_anon_kib
 {
-	open(my $fh, '<', "/proc/$pid/status") or die "cannot read /proc/$pid/status: $!";
+	open(my $fh, '<', "/proc/$pid/status") or return undef;
 	my ($kib) = map { /^RssAnon:\s+(\d+)/ ? $1 : () } <$fh>;
 	return $kib;
 }
 my $start = rss_anon_kib();
+die "cannot read the memory of backend $pid" unless defined $start;
 my $peak = $start;
+$gate->query_safe('SELECT pg_advisory_unlock(4242)');
 while ($reader->pumpable)
 {
 	my $now = rss_anon_kib();
@@ -128,6 +134,7 @@ while ($reader->pumpable)
 }
 $reader->finish;
 note "reader: $stderr" if $stderr ne '';
+$gate->quit;
 is($stdout, "1\n500000|500000\n", 'batch_results returns every item');
 cmp_ok(($peak - $start) / 1024, '<', 40,
 	'... while the reading backend grows by less than 40 MB');
