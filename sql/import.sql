@@ -54,8 +54,9 @@ SELECT what, pg_temp.import_hash(to_jsonb(h)) FROM (VALUES
     ('m=7', '$argon2id$v=19$m=7,t=1,p=1$' || :'salt' || '$' || :'tag'),
     ('m=15 p=2', '$argon2id$v=19$m=15,t=1,p=2$' || :'salt' || '$' || :'tag'),
     ('m=2^32-1', '$argon2id$v=19$m=4294967295,t=1,p=1$' || :'salt' || '$' || :'tag'),
-    ('m=1 GiB + 1', '$argon2id$v=19$m=1048577,t=1,p=1$' || :'salt' || '$' || :'tag'),
-    ('1 GiB, t=5', '$argon2id$v=19$m=1048576,t=5,p=1$' || :'salt' || '$' || :'tag'),
+    ('m=256 MiB + 1', '$argon2id$v=19$m=262145,t=1,p=1$' || :'salt' || '$' || :'tag'),
+    ('256 MiB, t=5', '$argon2id$v=19$m=262144,t=5,p=1$' || :'salt' || '$' || :'tag'),
+    ('libsodium sensitive', '$argon2id$v=19$m=1048576,t=4,p=1$' || :'salt' || '$' || :'tag'),
     ('t=2^32-1', '$argon2id$v=19$m=8,t=4294967295,p=1$' || :'salt' || '$' || :'tag'),
     ('no salt, no hash', '$argon2id$v=19$m=64,t=1,p=1'),
     ('no hash', '$argon2id$v=19$m=64,t=1,p=1$' || :'salt'),
@@ -83,13 +84,14 @@ SELECT pg_temp.try(format($$SELECT user_service.submit_batch('import_user', %L)$
 SELECT count(*) AS batches, (SELECT count(*) FROM user_service.batch_items) AS items
   FROM user_service.batch_jobs;
 -- the limits themselves are accepted: 8 KiB per lane, 8-byte salt, 4-byte
--- hash, 1024-byte salt and hash, 1 GiB, m * t = 4 GiB
+-- hash, 1024-byte salt and hash, 256 MiB, m * t = 1 GiB
 SELECT what, pg_temp.import_hash(to_jsonb(h)) FROM (VALUES
     ('m=16 p=2', '$argon2id$v=19$m=16,t=1,p=2$' || :'salt' || '$' || :'tag'),
     ('8-byte salt, 4-byte hash', '$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$YWJjZA'),
     ('1024-byte salt and hash', '$argon2id$v=19$m=64,t=1,p=1$' || repeat('A', 1366) || '$' || repeat('A', 1366)),
-    ('1 GiB, t=4', '$argon2id$v=19$m=1048576,t=4,p=1$' || :'salt' || '$' || :'tag'),
-    ('m=8, t=2^19', '$argon2id$v=19$m=8,t=524288,p=1$' || :'salt' || '$' || :'tag'),
+    ('256 MiB, t=4', '$argon2id$v=19$m=262144,t=4,p=1$' || :'salt' || '$' || :'tag'),
+    ('Django: 100 MiB, t=2', '$argon2id$v=19$m=102400,t=2,p=8$' || :'salt' || '$' || :'tag'),
+    ('m=8, t=2^17', '$argon2id$v=19$m=8,t=131072,p=1$' || :'salt' || '$' || :'tag'),
     ('no version', '$argon2i$m=64,t=1,p=1$' || :'salt' || '$' || :'tag')
 ) AS t(what, h);
 DELETE FROM user_service.batch_items;

@@ -53,8 +53,8 @@
  * Most an imported hash may cost to verify: memory (KiB) and block
  * computations (m * t, about 3 s here).  See us_phc_import_problem.
  */
-#define US_IMPORT_MAX_MEMORY_KIB	1048576 /* 1 GiB */
-#define US_IMPORT_MAX_BLOCKS		4194304 /* e.g. 1 GiB x 4 passes */
+#define US_IMPORT_MAX_MEMORY_KIB	262144	/* 256 MiB */
+#define US_IMPORT_MAX_BLOCKS		1048576 /* e.g. 256 MiB x 4 passes */
 
 /* GUC variables, named after their GUCs. */
 static int	user_service_argon2_memory_kib = 19456;
@@ -454,9 +454,12 @@ us_phc_parse(const char *phc, UsPhc *out)
  * verify_password of the account pays that until a successful one rehashes
  * it with the current parameters, and failed attempts never do: without a
  * bound, one imported string with m=4294967295 would make each login
- * attempt ask for 4 TiB.  The bounds admit the defaults of the common
- * libraries (argon2-cffi, libsodium up to its "sensitive" level, PHP,
- * RFC 9106's second recommendation).
+ * attempt ask for 4 TiB.  The bounds admit what real systems use: the
+ * defaults of argon2-cffi and RFC 9106's second recommendation (64 MiB,
+ * t=3), PHP (64 MiB, t=4), Django (100 MiB, t=2), libsodium up to its
+ * "moderate" level (256 MiB, t=3); not libsodium's "sensitive" level or
+ * RFC 9106's first recommendation (1 and 2 GiB), which would make every
+ * failed login attempt on such an account cost seconds and gigabytes.
  */
 const char *
 us_phc_import_problem(const char *phc)
@@ -467,10 +470,10 @@ us_phc_import_problem(const char *phc)
 	if (problem != NULL)
 		return problem;
 	if (parsed.m_cost > US_IMPORT_MAX_MEMORY_KIB)
-		return psprintf("m must be at most %d (1 GiB) in an imported hash",
+		return psprintf("m must be at most %d (256 MiB) in an imported hash",
 						US_IMPORT_MAX_MEMORY_KIB);
 	if ((uint64) parsed.m_cost * parsed.t_cost > US_IMPORT_MAX_BLOCKS)
-		return psprintf("m * t must be at most %d (1 GiB with t=4) in an imported hash",
+		return psprintf("m * t must be at most %d (256 MiB with t=4) in an imported hash",
 						US_IMPORT_MAX_BLOCKS);
 	pfree(parsed.salt);
 	pfree(parsed.hash);
