@@ -3,20 +3,38 @@
 \echo Use "CREATE EXTENSION user_service" to load this file. \quit
 
 -- CREATE EXTENSION adopts a schema user_service that exists already.  Its
--- owner could drop or replace the extension's objects (the email index, the
--- functions) behind the installer's back: refuse one owned by a role that is
--- neither the installing role nor a superuser.
+-- owner, or anyone it lets create there, could drop or replace the
+-- extension's objects (the email index) or shadow its functions with
+-- overloads behind the installer's back: refuse one owned by a role that is
+-- neither the installing role nor a superuser, one where another role may
+-- create objects, and one that holds objects already.
 DO $$
 DECLARE
+    nsp pg_catalog.oid;
     owner pg_catalog.name;
+    owner_ok boolean;
 BEGIN
-    SELECT r.rolname INTO owner
+    SELECT n.oid, r.rolname, r.rolname = CURRENT_USER OR r.rolsuper INTO nsp, owner, owner_ok
       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
-     WHERE n.nspname = 'user_service' AND r.rolname <> CURRENT_USER AND NOT r.rolsuper;
-    IF FOUND THEN
+     WHERE n.nspname = 'user_service';
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF NOT owner_ok THEN
         RAISE EXCEPTION 'schema "user_service" is owned by role "%", not by the installing role', owner
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Drop the schema, or make the installing role its owner, then create the extension again.';
+                  HINT = 'Drop the schema, then create the extension again.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+                WHERE n.oid = nsp AND a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner)
+       OR EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace = nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace = nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_operator WHERE oprnamespace = nsp)
+    THEN
+        RAISE EXCEPTION 'schema "user_service" already holds objects, or lets other roles create them'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop the schema, then create the extension again.';
     END IF;
 END
 $$;

@@ -32,11 +32,16 @@ static char *user_service_batch_retention = NULL;
 
 #define US_MAX_RETENTION_YEARS	1000
 
-/* Note a complete batch's finished_at; a row back when it did. */
+/*
+ * Note a complete batch's finished_at; a row back when it did.  Housekeeping
+ * may run in a caller's open transaction (process_batches): a batch row that
+ * another transaction has locked to mark it is skipped, never waited for.
+ */
 static UsStatement us_mark_finished = {
 	"UPDATE user_service.batch_jobs b"
 	"   SET finished_at = (SELECT max(at) FROM user_service.batch_progress WHERE batch_id = b.id)"
-	" WHERE b.id = $1 AND b.finished_at IS NULL"
+	" WHERE b.id = (SELECT id FROM user_service.batch_jobs"
+	"                WHERE id = $1 AND finished_at IS NULL FOR UPDATE SKIP LOCKED)"
 	"   AND (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
 	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total"
 	" RETURNING true",
@@ -56,13 +61,15 @@ static UsStatement us_pending_left = {
 	1, {INT8OID}
 };
 
-/* The same for every open batch (housekeeping). */
+/* The same for every complete open batch (housekeeping), skipping locked ones. */
 static UsStatement us_mark_all_finished = {
 	"UPDATE user_service.batch_jobs b"
 	"   SET finished_at = (SELECT max(at) FROM user_service.batch_progress WHERE batch_id = b.id)"
-	" WHERE b.finished_at IS NULL"
-	"   AND (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
-	"          FROM user_service.batch_progress WHERE batch_id = b.id) >= b.total",
+	" WHERE b.id IN (SELECT c.id FROM user_service.batch_jobs c"
+	"                 WHERE c.finished_at IS NULL"
+	"                   AND (SELECT coalesce(sum(succeeded + failed + cancelled), 0)"
+	"                          FROM user_service.batch_progress WHERE batch_id = c.id) >= c.total"
+	"                 FOR UPDATE SKIP LOCKED)",
 	0
 };
 
@@ -75,7 +82,9 @@ static UsStatement us_mark_all_finished = {
  */
 static UsStatement us_purge_jobs = {
 	"DELETE FROM user_service.batch_jobs"
-	" WHERE finished_at < now() - $1::interval RETURNING id",
+	" WHERE id IN (SELECT id FROM user_service.batch_jobs"
+	"               WHERE finished_at < now() - $1::interval FOR UPDATE SKIP LOCKED)"
+	" RETURNING id",
 	1, {TEXTOID}
 };
 

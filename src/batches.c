@@ -10,6 +10,8 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "funcapi.h"
@@ -432,9 +434,13 @@ process_batches(PG_FUNCTION_ARGS)
 	/*
 	 * Out of work: the housekeeping the workers do when idle (finish, purge
 	 * past the retention, fold the user count), so that a server driven by
-	 * process_batches alone keeps its tables small too.
+	 * process_batches alone keeps its tables small too.  It skips rows others
+	 * hold (never waits: the caller's transaction may stay open, and holds up
+	 * nobody), and is left out where it cannot write or would meet
+	 * serialization failures (REPEATABLE READ and SERIALIZABLE).
 	 */
-	if (done < max_items)
+	if (done < max_items && !XactReadOnly && !RecoveryInProgress() &&
+		!IsolationUsesXactSnapshot())
 		us_purge_batches();
 
 	/* some batch may be complete when this commits: let waiters look */

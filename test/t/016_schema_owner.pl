@@ -23,14 +23,30 @@ my ($rc, $out, $err) = $node->psql('postgres',
 isnt($rc, 0, 'CREATE EXTENSION fails on a schema another role owns');
 like($err, qr/ERROR:  42501: schema "user_service" is owned by role "mallory", not by the installing role/,
 	'... with 42501 naming the owner');
-like($err, qr/HINT:  Drop the schema, or make the installing role its owner/, '... and a hint');
+like($err, qr/HINT:  Drop the schema, then create the extension again/, '... and a hint');
 is( $node->safe_psql('postgres', q{
 		SELECT (SELECT count(*) FROM pg_extension WHERE extname = 'user_service'),
 		       (SELECT count(*) FROM pg_class WHERE relnamespace = 'user_service'::regnamespace)}),
 	'0|0', 'nothing was created');
 
-# The owner made the installer's: the extension installs and works.
+# Given to the installer, a schema that holds another role's function (an
+# overload that would catch calls) or lets others create is refused too.
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION user_service.verify_password(e varchar, p varchar) RETURNS boolean
+	LANGUAGE sql AS 'SELECT true'}, extra_params => [ '-U', 'mallory' ]);
 $node->safe_psql('postgres', 'ALTER SCHEMA user_service OWNER TO CURRENT_USER');
+($rc, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\nCREATE EXTENSION user_service");
+like($err, qr/ERROR:  42501: schema "user_service" already holds objects, or lets other roles create them/,
+	'a schema holding another role\'s function is refused');
+$node->safe_psql('postgres', q{
+	DROP FUNCTION user_service.verify_password(varchar, varchar);
+	GRANT CREATE ON SCHEMA user_service TO mallory});
+($rc, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION user_service');
+like($err, qr/already holds objects, or lets other roles create them/,
+	'a schema where another role may create is refused');
+$node->safe_psql('postgres', 'REVOKE CREATE ON SCHEMA user_service FROM mallory');
+
+# Empty, owned by the installer, nobody else may create: it installs and works.
 $node->safe_psql('postgres', 'CREATE EXTENSION user_service');
 is( $node->safe_psql('postgres', q{
 		SELECT name FROM user_service.create_user('Ada', 'ada@example.com', 'analytical engine')}),
