@@ -27,7 +27,8 @@ OBJS = \
 	src/batches.o \
 	src/launcher.o \
 	src/worker.o
-DATA = user_service--1.0.sql user_service--1.0--1.1.sql user_service--1.1--1.2.sql
+DATA = user_service--1.0.sql user_service--1.0--1.1.sql user_service--1.1--1.2.sql \
+	user_service--1.2--1.3.sql
 
 SHLIB_LINK += -largon2 -lsodium
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers

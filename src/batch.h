@@ -53,7 +53,7 @@ extern int	us_process_group(UsGroupStarted started, void *arg, int max_items,
 
 /* batch_housekeeping.c */
 extern void us_batch_housekeeping_init(void);
-extern bool us_batch_tables_exist(void);
+extern bool us_batches_run_here(void);
 extern bool us_batch_note_finished(int64 batch_id);
 extern bool us_mark_batch_finished(int64 batch_id);
 extern int64 us_purge_batches(void);

@@ -173,19 +173,24 @@ us_batch_note_finished(int64 batch_id)
 }
 
 /*
- * us_batch_tables_exist
+ * us_batches_run_here
  *		Is the extension, at a version with the batch engine, installed in
- *		this database?  For the workers, which wait quietly until it is.
+ *		this database, and are its batches this database's own?  For the
+ *		workers, which wait quietly until it is.  A database that subscribes
+ *		to batch_items (a logical replica, or a partition being moved here)
+ *		holds the publisher's batches: its workers leave them alone, or items
+ *		would be applied on both sides.
  */
 bool
-us_batch_tables_exist(void)
+us_batches_run_here(void)
 {
 	Oid			nsp;
 
 	if (!OidIsValid(get_extension_oid("user_service", true)))
 		return false;
 	nsp = get_namespace_oid("user_service", true);
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("batch_jobs", nsp));
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("batch_jobs", nsp)) &&
+		!us_rel_subscribed(get_relname_relid("batch_items", nsp));
 }
 
 /*

@@ -419,6 +419,12 @@ process_batches(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_items must be at least 1")));
+	if (!us_batches_run_here())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the batches of this database are replicated from another server"),
+				 errdetail("user_service.batch_items belongs to a subscription here."),
+				 errhint("Process them on the publisher, or drop the subscription first.")));
 
 	while (done < max_items)
 	{

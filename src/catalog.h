@@ -43,6 +43,7 @@ typedef struct UsCatalog
 
 extern const UsCatalog *us_catalog(void);
 extern Oid	us_lookup_rel(const char *name, Oid nsp);
+extern bool us_rel_subscribed(Oid relid);
 extern void us_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 
 typedef struct UsSavedUser

@@ -75,11 +75,17 @@ static UsStatement us_fold_deltas = {
  *		is folding: the lock is taken without waiting and held to the end of
  *		the transaction, so that folds never wait on each other's row locks
  *		(and a reader never waits for a fold).  The sum never changes, so
- *		concurrent readers and writers are unaffected.  Call inside SPI.
+ *		concurrent readers and writers are unaffected.  Never where the table
+ *		is subscribed to: the publisher's folds arrive as deletes of the rows
+ *		it folded and an insert of their sum, and a local fold would have
+ *		deleted those rows already (the sum would then count twice).  Call
+ *		inside SPI.
  */
 static void
 us_fold_deltas_now(void)
 {
+	if (us_rel_subscribed(us_catalog()->count_deltas_relid))
+		return;
 	if (ConditionalLockRelationOid(us_catalog()->count_deltas_relid,
 								   ShareUpdateExclusiveLock))
 		us_spi_run(&us_fold_deltas, NULL, NULL, false, 0);
@@ -123,6 +129,59 @@ us_fold_user_count_if_long(uint64 rows)
 	us_spi_begin(&saved);
 	us_fold_deltas_now();
 	us_spi_end(&saved);
+}
+
+static UsStatement us_clear_deltas = {
+	"DELETE FROM user_service.user_count_deltas", 0
+};
+
+static UsStatement us_insert_count = {
+	"INSERT INTO user_service.user_count_deltas (delta)"
+	" SELECT count(*) FROM user_service.users RETURNING delta",
+	0
+};
+
+/*
+ * recount_users() RETURNS bigint
+ *		Replace the rows of user_count_deltas by the number of users, counted:
+ *		for when the statement triggers did not run (a data-only restore with
+ *		--disable-triggers, rows written under session_replication_role =
+ *		replica).  SHARE on users waits for every transaction writing users
+ *		(their deltas are visible once they are done) and holds off new ones;
+ *		EXCLUSIVE on user_count_deltas holds off the folds.  READ COMMITTED
+ *		only: each statement must see what committed before the locks were
+ *		granted.  Refused where user_count_deltas is subscribed to (the
+ *		publisher's rows are the count there).
+ */
+PG_FUNCTION_INFO_V1(recount_users);
+Datum
+recount_users(PG_FUNCTION_ARGS)
+{
+	const UsCatalog *cat = us_catalog();
+	UsSavedUser saved;
+	bool		isnull;
+	int64		total;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("recount_users must run in a READ COMMITTED transaction"),
+				 errdetail("It counts what committed before it locked the users.")));
+	if (us_rel_subscribed(cat->count_deltas_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the user count of this database is replicated from another server"),
+				 errdetail("user_service.user_count_deltas belongs to a subscription here."),
+				 errhint("Run recount_users on the publisher.")));
+
+	us_spi_begin(&saved);
+	LockRelationOid(cat->users_relid, ShareLock);
+	LockRelationOid(cat->count_deltas_relid, ExclusiveLock);
+	us_spi_run(&us_clear_deltas, NULL, NULL, false, 0);
+	us_spi_run(&us_insert_count, NULL, NULL, false, 0);
+	total = DatumGetInt64(us_spi_value(0, 1, &isnull));
+	us_spi_end(&saved);
+	PG_RETURN_INT64(total);
 }
 
 /*

@@ -529,7 +529,7 @@ us_user_verify(Datum email_datum, text *password)
 		us_password_dummy_work(pwd, pwdlen);
 		return false;
 	}
-	email = us_trimmed(DatumGetTextPP(email_datum));
+	email = us_nfc(us_trimmed(DatumGetTextPP(email_datum)));
 
 	if (pg_mbstrlen(email) > US_EMAIL_MAX_CHARS ||
 		!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))

@@ -23,6 +23,7 @@
 
 /* validation.c: each returns the value to store, or raises 22023 */
 extern char *us_trimmed(text *t);
+extern char *us_nfc(char *s);
 extern char *us_valid_name(text *t);
 extern char *us_valid_email(text *t);
 extern void us_check_password(text *t);

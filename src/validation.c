@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_collation.h"
+#include "common/unicode_norm.h"
 #include "mb/pg_wchar.h"
 #include "utils/formatting.h"
 
@@ -36,6 +37,57 @@ us_trimmed(text *t)
 	while (len > 0 && us_is_space(s[len - 1]))
 		len--;
 	return pnstrdup(s, len);
+}
+
+/*
+ * us_nfc
+ *		s in Unicode Normalization Form C, which is how emails are stored and
+ *		looked up: "jos\u00e9" typed composed or decomposed is one address, as
+ *		PostgreSQL's normalize(email, NFC) would make it.  Only in a UTF-8
+ *		database (PostgreSQL normalizes nothing in other encodings); ASCII
+ *		is NFC already.  Returns s itself when it is normalized.
+ */
+char *
+us_nfc(char *s)
+{
+	const char *p;
+	size_t		len;
+	pg_wchar   *in;
+	pg_wchar   *out;
+	char	   *result;
+	char	   *q;
+	int			n;
+
+	if (GetDatabaseEncoding() != PG_UTF8)
+		return s;
+	for (p = s; *p; p++)
+		if (IS_HIGHBIT_SET(*p))
+			break;
+	if (*p == '\0')
+		return s;
+
+	len = strlen(s);
+	in = palloc((len + 1) * sizeof(pg_wchar));
+	n = pg_mb2wchar_with_len(s, in, (int) len);
+	in[n] = 0;
+	if (unicode_is_normalized_quickcheck(UNICODE_NFC, in) == UNICODE_NORM_QC_YES)
+	{
+		pfree(in);
+		return s;
+	}
+	out = unicode_normalize(UNICODE_NFC, in);
+	pfree(in);
+	for (n = 0; out[n]; n++)
+		;
+	result = q = palloc(n * MAX_MULTIBYTE_CHAR_LEN + 1);
+	for (int i = 0; i < n; i++)
+	{
+		unicode_to_utf8(out[i], (unsigned char *) q);
+		q += pg_utf_mblen((const unsigned char *) q);
+	}
+	*q = '\0';
+	pfree(out);
+	return result;
 }
 
 /*
@@ -130,12 +182,13 @@ us_email_well_formed(const char *email)
 
 /*
  * us_valid_email
- *		Trimmed email address, checked by the rules above and for length.
+ *		Trimmed email address in NFC (us_nfc), checked by the rules above
+ *		and for length.
  */
 char *
 us_valid_email(text *t)
 {
-	char	   *email = us_trimmed(t);
+	char	   *email = us_nfc(us_trimmed(t));
 
 	if (pg_mbstrlen(email) > US_EMAIL_MAX_CHARS)
 		ereport(ERROR,

@@ -94,7 +94,7 @@ us_worker_transaction(bool housekeeping, bool *deferred)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	if (us_batch_tables_exist())
+	if (us_batches_run_here())
 	{
 		n = us_process_group(us_group_started, NULL, US_GROUP_MAX, &batch_id, deferred);
 		if (n == 0 && housekeeping)

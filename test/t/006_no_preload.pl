@@ -7,11 +7,14 @@
 # memory.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use Time::HiRes;
+use UserServiceNode;
 
 my $node = PostgreSQL::Test::Cluster->new('plain');
 $node->init;
@@ -44,13 +47,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM user_service.workers'), '0
 # 1,500 statements that each insert a user leave 1,500 delta rows (no worker
 # folds them here); the first list_users that sums them folds them, with the
 # same total before and after.
-$node->safe_psql('postgres', q{
-	DO $$BEGIN
-		FOR i IN 1..1500 LOOP
-			INSERT INTO user_service.users (name, email, password_hash)
-			VALUES ('Bulk ' || i, 'bulk' || i || '@example.com', 'not a hash');
-		END LOOP;
-	END$$});
+insert_users_singly($node, 'postgres', 1500);
 cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM user_service.user_count_deltas'),
 	'>', 1500, 'one delta row per statement');
 is($node->safe_psql('postgres', 'SELECT total FROM user_service.list_users(1, 1)'),

@@ -1,15 +1,16 @@
 # Upgrades give exactly what a fresh install gives.  In one cluster:
 # database "updated" installs version 1.0 and runs ALTER EXTENSION
 # user_service UPDATE; database "fresh" runs CREATE EXTENSION user_service;
-# database "stepwise" goes 1.0 -> 1.1 -> 1.2 one ALTER at a time, and is
-# compared at 1.1 with database "fresh11" (CREATE EXTENSION ... VERSION
-# '1.1').  The comparison is a listing of every object of the extension and
+# database "stepwise" goes 1.0 -> 1.1 -> 1.2 -> 1.3 one ALTER at a time,
+# and is compared at 1.1 and 1.2 with databases "fresh11" and "fresh12"
+# (CREATE EXTENSION ... VERSION).  The comparison is a listing of every object of the extension and
 # everything about it: members, columns, defaults, indexes, constraints,
 # triggers, views, functions, types, sequences, comments, ACLs and the
 # extension's configuration tables.  Data survives: users created under 1.0
 # still log in, a batch submitted under 1.1 is processed after the update,
 # and the 1.2 features (import_user, user_service.stats) work on the updated
 # database.  A 1.2 library under a 1.1 schema refuses import_user with a hint.
+# 1.3 stores emails in NFC: the update stops on two users equal under NFC.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -30,7 +31,7 @@ $node->start;
 
 my $latest = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'user_service'");
-is($latest, '1.2', 'the current version is 1.2');
+is($latest, '1.3', 'the current version is 1.3');
 
 # Everything about the extension's objects, one line each, sorted; nothing
 # that depends on OIDs or on the database's name.
@@ -56,6 +57,7 @@ SELECT line FROM (
          || ' owner ' || pg_get_userbyid(relowner)
          || ' acl ' || coalesce(relacl::text, '-')
          || ' options ' || coalesce(reloptions::text, '-')
+         || ' replica identity ' || relreplident::text
          || ' rls ' || relrowsecurity || '/' || relforcerowsecurity
          || ' comment ' || coalesce(quote_literal(obj_description(oid, 'pg_class')), '-')
     FROM rels
@@ -150,12 +152,12 @@ sub same_listing
 }
 
 $node->safe_psql('postgres', "CREATE DATABASE $_")
-  for qw(updated fresh stepwise fresh11);
+  for qw(updated fresh stepwise fresh11 fresh12);
 
 # A fresh install at the current version.
 $node->safe_psql('fresh', 'CREATE EXTENSION user_service');
 is($node->safe_psql('fresh', "SELECT extversion FROM pg_extension WHERE extname = 'user_service'"),
-	'1.2', 'CREATE EXTENSION installs 1.2');
+	'1.3', 'CREATE EXTENSION installs 1.3');
 
 # 1.0 with a user, then ALTER EXTENSION UPDATE.
 $node->safe_psql('updated', q{
@@ -167,7 +169,7 @@ is($node->safe_psql('updated', "SELECT extversion FROM pg_extension WHERE extnam
 	'1.0', 'version 1.0 installed');
 $node->safe_psql('updated', 'ALTER EXTENSION user_service UPDATE');
 is($node->safe_psql('updated', "SELECT extversion FROM pg_extension WHERE extname = 'user_service'"),
-	'1.2', 'ALTER EXTENSION UPDATE goes to 1.2');
+	'1.3', 'ALTER EXTENSION UPDATE goes to 1.3');
 
 # The listing covers what it should (an empty or broken one must not pass).
 my $fresh = listing('fresh');
@@ -187,9 +189,11 @@ like($fresh, qr/^view stats /m, 'the listing has the view definitions');
 like($fresh, qr/^sequence users_id_seq bigint .* owned by user_service\.users\.id$/m,
 	'the listing has the sequences');
 
-same_listing('updated', 'fresh', '1.0 updated to 1.2 has exactly the objects of a fresh 1.2 install');
+like($fresh, qr/^relation batch_items kind r .* replica identity f /m, 'the listing has the replica identities');
 
-# The data survived the update, and 1.2 works there.
+same_listing('updated', 'fresh', '1.0 updated to 1.3 has exactly the objects of a fresh 1.3 install');
+
+# The data survived the update, and 1.2 and 1.3 work there.
 is( $node->safe_psql(
 		'updated', q{
 		SELECT user_service.verify_password('ada@example.com', 'analytical engine'),
@@ -211,8 +215,9 @@ is( $node->safe_psql(
 	't|2',
 	'the imported user logs in; user_service.stats counts the users');
 
-# 1.0 -> 1.1 -> 1.2 one step at a time, with a batch left pending under 1.1.
+# 1.0 -> 1.1 -> 1.2 -> 1.3 one step at a time, with a batch left pending under 1.1.
 $node->safe_psql('fresh11', "CREATE EXTENSION user_service VERSION '1.1'");
+$node->safe_psql('fresh12', "CREATE EXTENSION user_service VERSION '1.2'");
 $node->safe_psql('stepwise', q{
 	CREATE EXTENSION user_service VERSION '1.0';
 	SELECT user_service.create_user('Ada', 'ada@example.com', 'analytical engine');
@@ -234,7 +239,7 @@ is($node->safe_psql('stepwise', "SELECT state FROM user_service.batch_status($pe
 $node->safe_psql('stepwise', "ALTER EXTENSION user_service UPDATE TO '1.2'");
 is($node->safe_psql('stepwise', "SELECT extversion FROM pg_extension WHERE extname = 'user_service'"),
 	'1.2', 'UPDATE TO 1.2');
-same_listing('stepwise', 'fresh', '1.0 updated to 1.1 and then to 1.2 has exactly the objects of a fresh install');
+same_listing('stepwise', 'fresh12', '1.0 updated to 1.1 and then to 1.2 has exactly the objects of a fresh 1.2 install');
 is($node->safe_psql('stepwise', 'SELECT user_service.process_batches()'), '1',
 	'the batch submitted under 1.1 is processed under 1.2');
 is( $node->safe_psql(
@@ -244,9 +249,46 @@ is( $node->safe_psql(
 	"done|1\nt",
 	'... with its effect');
 
+$node->safe_psql('stepwise', "ALTER EXTENSION user_service UPDATE TO '1.3'");
+is($node->safe_psql('stepwise', "SELECT extversion FROM pg_extension WHERE extname = 'user_service'"),
+	'1.3', 'UPDATE TO 1.3');
+same_listing('stepwise', 'fresh', '1.0 updated to 1.1, 1.2 and then 1.3 has exactly the objects of a fresh install');
+is($node->safe_psql('stepwise', 'SELECT user_service.recount_users()'), '1', 'recount_users works after the update');
+
+# 1.3 compares emails in Unicode NFC.  Under 1.2 "jos\x{e9}" composed and
+# decomposed could be two users: the update names them and changes nothing
+# until one is gone; then it stores the other in NFC.
+$node->safe_psql('postgres',
+	"CREATE DATABASE nfc ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+$node->safe_psql('nfc', q{
+	CREATE EXTENSION user_service VERSION '1.2';
+	SELECT user_service.create_user('Composed', U&'jos\00e9@example.com', 'composed password');
+	SELECT user_service.create_user('Decomposed', 'decomposed@example.com', 'decomposed password');
+	-- what 1.2 stored as given (the 1.3 library would store NFC)
+	UPDATE user_service.users SET email = U&'jose\0301@example.com', updated_at = created_at WHERE id = 2;
+	SELECT user_service.create_user('Plain', 'plain@example.com', 'plain password');
+	SELECT user_service.create_user('Other', U&'m\00fcller@example.com', 'other password');});
+($rc, $out, $err) = $node->psql('nfc', 'ALTER EXTENSION user_service UPDATE',
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:  23505: cannot update user_service to 1\.3: some email addresses are equal under Unicode normalization\nDETAIL:  Emails are compared in NFC from 1\.3 on; these have the same address: users 1, 2\.\nHINT:  Keep one user of each group/,
+	'two users equal under NFC stop the update, named');
+is($node->safe_psql('nfc', "SELECT extversion FROM pg_extension WHERE extname = 'user_service'"),
+	'1.2', '... which changes nothing');
+$node->safe_psql('nfc', 'SELECT user_service.delete_user(1)');
+$node->safe_psql('nfc', 'ALTER EXTENSION user_service UPDATE');
+is( $node->safe_psql('nfc', q{
+		SELECT string_agg(id || ':' || (email = normalize(email, NFC)), ' ' ORDER BY id),
+		       bool_and(updated_at = created_at)
+		  FROM user_service.users}),
+	'2:true 3:true 4:true|t', 'then every email is stored in NFC, updated_at kept');
+is( $node->safe_psql('nfc', q{
+		SELECT user_service.verify_password(U&'jos\00e9@example.com', 'decomposed password'),
+		       user_service.verify_password(U&'jose\0301@example.com', 'decomposed password')}),
+	't|t', 'the remaining user logs in with either form');
+
 # Nothing left to update.
 ($rc, $out, $err) = $node->psql('updated', 'ALTER EXTENSION user_service UPDATE');
-like($err, qr/version "1\.2" of extension "user_service" is already installed/,
+like($err, qr/version "1\.3" of extension "user_service" is already installed/,
 	'at the current version, UPDATE has nothing to do');
 
 $node->stop;

@@ -7,7 +7,7 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
-our @EXPORT = qw(preloaded_node submit_create_batch);
+our @EXPORT = qw(preloaded_node submit_create_batch insert_users_singly);
 
 # preloaded_node(NAME, EXTRA_CONF): a started node whose two workers serve
 # database postgres, hashing at about 10 ms a hash (argon2 8 MiB, one pass)
@@ -48,6 +48,23 @@ sub submit_create_batch
 				'email', '$tag' || i || '\@example.com',
 				'password', 'secret-$tag-' || i) ORDER BY i)
 			   FROM generate_series(1, $n) i)$conc)});
+}
+
+# insert_users_singly(NODE, DBNAME, N): N users bulk1@example.com ..
+# inserted straight into the table (no hashing), one statement each, so
+# that each adds its own row to user_count_deltas.
+sub insert_users_singly
+{
+	my ($node, $dbname, $n) = @_;
+
+	$node->safe_psql(
+		$dbname, qq{
+		DO \$\$BEGIN
+			FOR i IN 1..$n LOOP
+				INSERT INTO user_service.users (name, email, password_hash)
+				VALUES ('Bulk ' || i, 'bulk' || i || '\@example.com', 'not a hash');
+			END LOOP;
+		END\$\$});
 }
 
 1;

@@ -1,0 +1,73 @@
+/* user_service--1.2--1.3.sql: logical replication, recount_users, emails in NFC */
+
+-- complain if script is sourced in psql, rather than through ALTER EXTENSION
+\echo Use "ALTER EXTENSION user_service UPDATE TO '1.3'" to load this file. \quit
+
+-- Logical replication.  A publication that includes a table without a
+-- primary key or replica identity makes every UPDATE and DELETE of it fail
+-- ("cannot update table ... because it does not have a replica identity"):
+-- after CREATE PUBLICATION ... FOR ALL TABLES the workers could not record a
+-- single item.  These three tables have no key on purpose (batch_items:
+-- (batch_id, item) is unique by construction, and a unique index would be a
+-- second b-tree per submitted item; the other two are append-only counters),
+-- so they get REPLICA IDENTITY FULL, which costs nothing below
+-- wal_level = logical.  Under logical, an update or delete logs the old row
+-- in full, and a PostgreSQL 15 subscriber finds it by scanning the table:
+-- fine for the two small counter tables, slow for a big batch_items.  See
+-- the README ("Logical replication") for what to publish.
+ALTER TABLE user_service.batch_items REPLICA IDENTITY FULL;
+ALTER TABLE user_service.batch_progress REPLICA IDENTITY FULL;
+ALTER TABLE user_service.user_count_deltas REPLICA IDENTITY FULL;
+
+-- The exact total from the rows themselves, for when the statement triggers
+-- did not run: a data-only restore with --disable-triggers, rows copied in
+-- with session_replication_role = replica, triggers disabled by hand.
+-- SHARE on users waits for the transactions writing users and holds off new
+-- ones (their deltas are then all visible), EXCLUSIVE on user_count_deltas
+-- holds off the folds; readers go on.  Refused where user_count_deltas is
+-- subscribed to: the publisher's count arrives with its rows.
+CREATE FUNCTION user_service.recount_users()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'recount_users'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION user_service.recount_users() IS
+    'recompute the exact user count from the users rows (after a restore with --disable-triggers); returns it';
+REVOKE ALL ON FUNCTION user_service.recount_users() FROM PUBLIC;
+
+-- Emails are stored and compared in Unicode Normalization Form C (in UTF-8
+-- databases): "josé" typed with a composed or a decomposed é is one
+-- address.  Existing rows are normalized here, unless two of them would
+-- become the same address: then the update stops and names them, and
+-- nothing changes until the DBA has merged or renamed one of each pair.
+-- updated_at is kept: the address a user sees is the same.
+DO $$
+DECLARE
+    clashes text;
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.string_agg(g.ids, '; ')
+      INTO clashes
+      FROM (SELECT 'users ' OPERATOR(pg_catalog.||)
+                   pg_catalog.array_to_string(pg_catalog.array_agg(u.id ORDER BY u.id), ', ') AS ids
+              FROM user_service.users u
+             GROUP BY pg_catalog.lower(pg_catalog.normalize(u.email, 'NFC'))
+            HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1
+             ORDER BY pg_catalog.min(u.id)
+             LIMIT 20) g;
+    IF clashes IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'unique_violation',
+            MESSAGE = 'cannot update user_service to 1.3: some email addresses are equal under Unicode normalization',
+            DETAIL = 'Emails are compared in NFC from 1.3 on; these have the same address: '
+                     OPERATOR(pg_catalog.||) clashes OPERATOR(pg_catalog.||) '.',
+            HINT = 'Keep one user of each group (user_service.update_user to change the others'' email, or delete_user), then run ALTER EXTENSION user_service UPDATE again.';
+    END IF;
+    UPDATE user_service.users
+       SET email = pg_catalog.normalize(email, 'NFC')
+     WHERE email IS NOT NFC NORMALIZED;
+END
+$$;
+COMMENT ON INDEX user_service.users_email_key IS
+    'email addresses are unique case-insensitively (and stored in Unicode NFC in UTF-8 databases)';
