@@ -13,7 +13,9 @@ OBJS = \
 	src/user_service.o \
 	src/catalog.o \
 	src/slots.o \
+	src/hash_cap.o \
 	src/password.o \
+	src/login_throttle.o \
 	src/redact.o \
 	src/validation.o \
 	src/user_ops.o \

@@ -29,7 +29,7 @@ ALTER TABLE user_service.user_count_deltas REPLICA IDENTITY FULL;
 CREATE FUNCTION user_service.recount_users()
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'recount_users'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.recount_users() IS
     'recompute the exact user count from the users rows (after a restore with --disable-triggers); returns it';
 REVOKE ALL ON FUNCTION user_service.recount_users() FROM PUBLIC;
@@ -71,3 +71,25 @@ END
 $$;
 COMMENT ON INDEX user_service.users_email_key IS
     'email addresses are unique case-insensitively (and stored in Unicode NFC in UTF-8 databases)';
+
+-- Login throttling (src/login_throttle.c): after
+-- user_service.login_max_failures failed verify_password calls for an email
+-- within user_service.login_failure_window, it answers false for that email
+-- until user_service.login_lockout has passed.  These two show and clear an
+-- email's state; they take any email, with or without a user.
+CREATE FUNCTION user_service.login_throttle(email text,
+    OUT failures int, OUT window_start timestamptz, OUT locked_until timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'login_throttle'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.login_throttle(text) IS
+    'failed logins counted for an email in the current window, since when, and until when it is locked out';
+REVOKE ALL ON FUNCTION user_service.login_throttle(text) FROM PUBLIC;
+
+CREATE FUNCTION user_service.reset_login_throttle(email text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'reset_login_throttle'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.reset_login_throttle(text) IS
+    'forget an email''s failed logins and lockout; true when there were any';
+REVOKE ALL ON FUNCTION user_service.reset_login_throttle(text) FROM PUBLIC;

@@ -37,6 +37,7 @@
 #include "port.h"
 #include "utils/guc.h"
 
+#include "hash_cap.h"
 #include "password.h"
 
 #define US_SALT_BYTES	16
@@ -113,35 +114,31 @@ us_password_init(void)
 	us_sodium_ready = sodium_init() >= 0;
 }
 
+/* libsodium's failure (its only one: memory), apart from libargon2's codes */
+#define US_SODIUM_FAILED	INT_MIN
+
 /*
- * us_argon2
+ * us_argon2_compute
  *		Compute an argon2 tag in this thread, with libsodium when it can
- *		(argon2id 1.3, one lane, 16-byte salt), else libargon2; errors carry
- *		the library's message.
+ *		(argon2id 1.3, one lane, 16-byte salt), else libargon2.  Returns
+ *		ARGON2_OK, libargon2's error code, or US_SODIUM_FAILED.  Never throws
+ *		(us_argon2 holds a place of the hashing cap around it).
  */
-static void
-us_argon2(argon2_type type, uint32 version, uint32 m_cost, uint32 t_cost,
-		  uint32 lanes, const char *password, size_t pwdlen,
-		  const uint8 *salt, uint32 saltlen, uint8 *out, uint32 outlen)
+static int
+us_argon2_compute(argon2_type type, uint32 version, uint32 m_cost, uint32 t_cost,
+				  uint32 lanes, const char *password, size_t pwdlen,
+				  const uint8 *salt, uint32 saltlen, uint8 *out, uint32 outlen)
 {
 	argon2_context ctx;
-	int			rc;
 
 	if (us_sodium_ready && type == Argon2_id && version == ARGON2_VERSION_13 &&
 		lanes == 1 && saltlen == crypto_pwhash_argon2id_SALTBYTES &&
 		outlen >= crypto_pwhash_argon2id_BYTES_MIN &&
 		t_cost >= crypto_pwhash_argon2id_OPSLIMIT_MIN &&
 		(uint64) m_cost * 1024 >= crypto_pwhash_argon2id_MEMLIMIT_MIN)
-	{
-		if (crypto_pwhash_argon2id(out, outlen, password, pwdlen, salt,
-								   t_cost, (size_t) m_cost * 1024,
-								   crypto_pwhash_argon2id_ALG_ARGON2ID13) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("argon2 hashing failed"),
-					 errdetail("libsodium could not hash with %u KiB of memory.", m_cost)));
-		return;
-	}
+		return crypto_pwhash_argon2id(out, outlen, password, pwdlen, salt,
+									  t_cost, (size_t) m_cost * 1024,
+									  crypto_pwhash_argon2id_ALG_ARGON2ID13) == 0 ? ARGON2_OK : US_SODIUM_FAILED;
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.out = out;
@@ -157,7 +154,33 @@ us_argon2(argon2_type type, uint32 version, uint32 m_cost, uint32 t_cost,
 	ctx.version = version;
 	ctx.flags = ARGON2_DEFAULT_FLAGS;
 
-	rc = argon2_ctx(&ctx, type);
+	return argon2_ctx(&ctx, type);
+}
+
+/*
+ * us_argon2
+ *		us_argon2_compute under the server's cap on concurrent hashing
+ *		(hash_cap.c: may wait, honouring cancels); errors carry the library's
+ *		message.
+ */
+static void
+us_argon2(argon2_type type, uint32 version, uint32 m_cost, uint32 t_cost,
+		  uint32 lanes, const char *password, size_t pwdlen,
+		  const uint8 *salt, uint32 saltlen, uint8 *out, uint32 outlen)
+{
+	bool		capped = us_hash_begin();
+	int			rc;
+
+	rc = us_argon2_compute(type, version, m_cost, t_cost, lanes, password, pwdlen,
+						   salt, saltlen, out, outlen);
+	if (capped)
+		us_hash_end();
+
+	if (rc == US_SODIUM_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("argon2 hashing failed"),
+				 errdetail("libsodium could not hash with %u KiB of memory.", m_cost)));
 	if (rc != ARGON2_OK)
 		ereport(ERROR,
 				(errcode(rc == ARGON2_MEMORY_ALLOCATION_ERROR ?

@@ -39,6 +39,7 @@
 #include "utils/typcache.h"
 
 #include "catalog.h"
+#include "login_throttle.h"
 #include "password.h"
 #include "user_ops.h"
 
@@ -504,9 +505,12 @@ us_user_get(int64 id, Datum *info)
  * or over US_EMAIL_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN bytes before trimming,
  * which is told from its size without reading it) gets the same dummy work
  * and false: a 100 MB email costs no more than a short one.
- * After a successful verify of a hash made with other parameters than the
- * current GUCs, the hash is replaced by a current one, except where the
- * transaction cannot write (read-only, hot standby).
+ * An email that the login throttle has locked out (login_throttle.c) gets
+ * false at once, known or not, without lookup or hashing; every other
+ * failure, known email or not, is counted there, and a success resets the
+ * count.  After a successful verify of a hash made with other parameters
+ * than the current GUCs, the hash is replaced by a current one, except where
+ * the transaction cannot write (read-only, hot standby).
  */
 bool
 us_user_verify(Datum email_datum, text *password)
@@ -514,6 +518,7 @@ us_user_verify(Datum email_datum, text *password)
 	const char *pwd;
 	size_t		pwdlen;
 	char	   *email;
+	char	   *key;
 	char	   *stored;
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
@@ -530,11 +535,21 @@ us_user_verify(Datum email_datum, text *password)
 		return false;
 	}
 	email = us_nfc(us_trimmed(DatumGetTextPP(email_datum)));
-
-	if (pg_mbstrlen(email) > US_EMAIL_MAX_CHARS ||
-		!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))
+	if (pg_mbstrlen(email) > US_EMAIL_MAX_CHARS)
 	{
 		us_password_dummy_work(pwd, pwdlen);
+		return false;
+	}
+
+	/* locked out: no lookup, no hashing, whether the user exists or not */
+	key = us_lower_email(email);
+	if (us_login_locked(key))
+		return false;
+
+	if (!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))
+	{
+		us_password_dummy_work(pwd, pwdlen);
+		us_login_failed(key);
 		return false;
 	}
 
@@ -546,8 +561,14 @@ us_user_verify(Datum email_datum, text *password)
 						DatumGetInt64(values[Anum_users_id - 1]))));
 
 	ok = us_password_verify(&phc, pwd, pwdlen);
+	if (!ok)
+	{
+		us_login_failed(key);
+		return false;
+	}
+	us_login_reset(key);
 
-	if (ok && !us_phc_is_current(&phc) && !RecoveryInProgress() && !XactReadOnly)
+	if (!us_phc_is_current(&phc) && !RecoveryInProgress() && !XactReadOnly)
 	{
 		Datum		args[3];
 
@@ -557,5 +578,5 @@ us_user_verify(Datum email_datum, text *password)
 		us_execute(&us_rehash, args, NULL, NULL, NULL);
 	}
 
-	return ok;
+	return true;
 }

@@ -28,6 +28,7 @@ extern char *us_valid_name(text *t);
 extern char *us_valid_email(text *t);
 extern void us_check_password(text *t);
 extern char *us_lower_email(const char *email);
+extern char *us_email_key(text *t);
 
 /*
  * user_ops.c.  A row comes back users-ordered in values/nulls

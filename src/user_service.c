@@ -17,6 +17,8 @@
 #include "utils/guc.h"
 
 #include "batch.h"
+#include "hash_cap.h"
+#include "login_throttle.h"
 #include "password.h"
 #include "redact.h"
 #include "slots.h"
@@ -31,6 +33,8 @@ void
 _PG_init(void)
 {
 	us_password_init();
+	us_hash_cap_init();
+	us_login_throttle_init();
 	us_list_init();
 	us_slots_init();
 	us_batch_submit_init();

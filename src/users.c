@@ -2,15 +2,20 @@
  *
  * users.c
  *		The SQL-callable user API: create_user, get_user, update_user,
- *		delete_user, set_password, verify_password.  Each checks its
- *		arguments for NULL (22004) and calls the operation (user_ops.c).
- *		The list functions are in user_list.c.
+ *		delete_user, set_password, verify_password, and the login
+ *		throttle's login_throttle and reset_login_throttle.  Each checks its
+ *		arguments for NULL (22004) and calls the operation (user_ops.c,
+ *		login_throttle.c).  The list functions are in user_list.c.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "funcapi.h"
+#include "utils/timestamp.h"
+
 #include "catalog.h"
+#include "login_throttle.h"
 #include "redact.h"
 #include "user_ops.h"
 
@@ -20,6 +25,8 @@ PG_FUNCTION_INFO_V1(update_user);
 PG_FUNCTION_INFO_V1(delete_user);
 PG_FUNCTION_INFO_V1(set_password);
 PG_FUNCTION_INFO_V1(verify_password);
+PG_FUNCTION_INFO_V1(login_throttle);
+PG_FUNCTION_INFO_V1(reset_login_throttle);
 
 /*
  * create_user(name text, email text, password text) RETURNS user_info
@@ -111,4 +118,58 @@ verify_password(PG_FUNCTION_ARGS)
 	us_arg_not_null(fcinfo, 1, "password");
 	/* the email as it came (maybe toasted): us_user_verify looks at its size first */
 	PG_RETURN_BOOL(us_user_verify(PG_GETARG_DATUM(0), PG_GETARG_TEXT_PP(1)));
+}
+
+static void
+us_throttle_needs_preload(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("login throttling needs user_service in shared_preload_libraries"),
+			 errdetail("Its counts are kept in shared memory; without it nothing is throttled.")));
+}
+
+/*
+ * login_throttle(email text, OUT failures int, OUT window_start timestamptz,
+ *				  OUT locked_until timestamptz) RETURNS record
+ *		What the throttle holds for an email, known or not: failures counted
+ *		in the current window, since when, and until when it is locked out
+ *		(NULL when it is not).
+ */
+Datum
+login_throttle(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int32		failures;
+	TimestampTz window_start;
+	TimestampTz locked_until;
+
+	us_arg_not_null(fcinfo, 0, "email");
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "login_throttle must return a record");
+	if (!us_login_state(us_email_key(PG_GETARG_TEXT_PP(0)), &failures,
+						&window_start, &locked_until))
+		us_throttle_needs_preload();
+
+	values[0] = Int32GetDatum(failures);
+	values[1] = TimestampTzGetDatum(window_start);
+	nulls[1] = window_start == 0;
+	values[2] = TimestampTzGetDatum(locked_until);
+	nulls[2] = locked_until == 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * reset_login_throttle(email text) RETURNS boolean
+ *		Forget an email's failures and lockout; true when there were any.
+ */
+Datum
+reset_login_throttle(PG_FUNCTION_ARGS)
+{
+	us_arg_not_null(fcinfo, 0, "email");
+	if (!us_login_state_available())
+		us_throttle_needs_preload();
+	PG_RETURN_BOOL(us_login_reset(us_email_key(PG_GETARG_TEXT_PP(0))));
 }

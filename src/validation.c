@@ -230,3 +230,14 @@ us_lower_email(const char *email)
 {
 	return str_tolower(email, strlen(email), DEFAULT_COLLATION_OID);
 }
+
+/*
+ * us_email_key
+ *		An email as the extension compares emails: trimmed, in NFC,
+ *		lower-cased (the login throttle's key).
+ */
+char *
+us_email_key(text *t)
+{
+	return us_lower_email(us_nfc(us_trimmed(t)));
+}
