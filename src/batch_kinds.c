@@ -392,10 +392,19 @@ us_apply_create(Jsonb *payload)
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
 
-	us_user_create(us_item_required_text(payload, "name"),
-				   us_item_required_text(payload, "email"),
-				   us_item_required_text(payload, "password"),
-				   values, nulls);
+	text	   *name = us_item_required_text(payload, "name");
+	text	   *email = us_item_required_text(payload, "email");
+	text	   *password = us_item_required_text(payload, "password");
+
+	PG_TRY();
+	{
+		us_user_create(name, email, password, values, nulls);
+	}
+	PG_FINALLY();
+	{
+		us_forget_password(password);
+	}
+	PG_END_TRY();
 	return DatumGetInt64(values[Anum_users_id - 1]);
 }
 
@@ -437,8 +446,17 @@ static int64
 us_apply_set_password(Jsonb *payload)
 {
 	int64		id = us_item_id(payload);
+	text	   *password = us_item_required_text(payload, "password");
 
-	us_user_set_password(id, us_item_required_text(payload, "password"));
+	PG_TRY();
+	{
+		us_user_set_password(id, password);
+	}
+	PG_FINALLY();
+	{
+		us_forget_password(password);
+	}
+	PG_END_TRY();
 	return id;
 }
 

@@ -77,13 +77,13 @@ static UsStatement us_record_items = {
 	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
 	"       sqlstate = r.sqlstate, error = r.error, not_before = r.not_before,"
 	"       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,"
-	"       payload = CASE WHEN r.status = 'pending' THEN i.payload"
-	"                      ELSE i.payload - '{password,password_hash}'::text[] END"
-	"  FROM unnest($1::tid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[])"
-	"       AS r(tid, status, user_id, sqlstate, error, not_before)"
+	"       payload = COALESCE(r.payload, i.payload)"
+	"  FROM unnest($1::tid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[],"
+	"              $7::jsonb[])"
+	"       AS r(tid, status, user_id, sqlstate, error, not_before, payload)"
 	" WHERE i.ctid = ANY ($1) AND i.ctid = r.tid",
-	6, {TIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, TIMESTAMPTZARRAYOID}
+	7, {TIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID}
 };
 
 static UsStatement us_insert_progress = {
@@ -231,6 +231,7 @@ typedef struct UsItemResult
 	char	   *sqlstate;
 	char	   *error;
 	TimestampTz not_before;		/* retry time, when pending */
+	Jsonb	   *scrubbed;		/* the payload to keep, when it had secrets */
 } UsItemResult;
 
 /*
@@ -401,15 +402,20 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 	bool	   *user_nulls = palloc(sizeof(bool) * n);
 	bool	   *err_nulls = palloc(sizeof(bool) * n);
 	bool	   *nb_nulls = palloc(sizeof(bool) * n);
+	Datum	   *scrubbed = palloc(sizeof(Datum) * n);
+	bool	   *scrubbed_nulls = palloc(sizeof(bool) * n);
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	int32		succeeded = 0;
 	int32		failed = 0;
-	Datum		args[6];
+	Datum		args[7];
 
 	for (int i = 0; i < n; i++)
 	{
 		bool		pending = strcmp(res[i].status, "pending") == 0;
+
+		scrubbed[i] = JsonbPGetDatum(res[i].scrubbed);
+		scrubbed_nulls[i] = res[i].scrubbed == NULL;
 
 		tids[i] = PointerGetDatum(&res[i].tid);
 		status[i] = CStringGetTextDatum(res[i].status);
@@ -438,6 +444,8 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 	args[5] = PointerGetDatum(construct_md_array(not_before, nb_nulls, 1, dims, lbs,
 												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 												 TYPALIGN_DOUBLE));
+	args[6] = PointerGetDatum(construct_md_array(scrubbed, scrubbed_nulls, 1, dims, lbs,
+												 JSONBOID, -1, false, TYPALIGN_INT));
 	us_spi_run(&us_record_items, args, NULL, false, 0);
 
 	args[0] = Int64GetDatum(batch_id);
@@ -453,6 +461,48 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
  * one to drain), and reads a page of them, not all, per claim.
  */
 static int64 us_last_batch = 0;
+
+/*
+ * us_scrubbed_payload
+ *		A finished item's payload without its password (and imported hash),
+ *		or NULL when it has neither (it is kept as it is).  Computed here
+ *		from the copy that us_forget_claimed zeroes, so that the statement
+ *		recording the results never reads the old payload.
+ */
+static Jsonb *
+us_scrubbed_payload(Jsonb *payload)
+{
+	Datum		keys[2];
+
+	if (getKeyJsonValueFromContainer(&payload->root, "password", 8, NULL) == NULL &&
+		getKeyJsonValueFromContainer(&payload->root, "password_hash", 13, NULL) == NULL)
+		return NULL;
+	keys[0] = CStringGetTextDatum("password");
+	keys[1] = CStringGetTextDatum("password_hash");
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_delete_array, JsonbPGetDatum(payload),
+											  PointerGetDatum(construct_array(keys, 2, TEXTOID, -1,
+																			  false, TYPALIGN_INT))));
+}
+
+/*
+ * us_forget_claimed
+ *		Zero the claimed rows and the payloads taken out of them (a payload
+ *		is a copy when its row holds it with a short header, compressed or
+ *		out of line): what they held of passwords must not linger in freed
+ *		memory once the items are done.
+ */
+static void
+us_forget_claimed(SPITupleTable *claimed, Jsonb **payloads, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = claimed->vals[i];
+
+		if (payloads[i] != NULL)
+			explicit_bzero(payloads[i], VARSIZE(payloads[i]));
+		explicit_bzero(tup->t_data, tup->t_len);
+	}
+}
 
 /*
  * us_try_batch
@@ -502,7 +552,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	res = palloc0(sizeof(UsItemResult) * n);
 	itemnos = palloc(sizeof(int32) * n);
 	attempts = palloc(sizeof(int32) * n);
-	payloads = palloc(sizeof(Jsonb *) * n);
+	payloads = palloc0(sizeof(Jsonb *) * n);
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = claimed->vals[i];
@@ -517,18 +567,29 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	if (started != NULL)
 		started(arg, batch_id, us_kind_name(kind), itemnos, n, total);
 
-	if (n > 1 && us_kind_groups(kind))
-		us_process_group_at_once(kind, payloads, attempts, res, n);
-	else
+	PG_TRY();
 	{
-		for (int i = 0; i < n; i++)
+		if (n > 1 && us_kind_groups(kind))
+			us_process_group_at_once(kind, payloads, attempts, res, n);
+		else
 		{
-			CHECK_FOR_INTERRUPTS();
-			us_process_item(kind, payloads[i], attempts[i], &res[i]);
+			for (int i = 0; i < n; i++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				us_process_item(kind, payloads[i], attempts[i], &res[i]);
+			}
 		}
+		for (int i = 0; i < n; i++)
+			if (strcmp(res[i].status, "pending") != 0)
+				res[i].scrubbed = us_scrubbed_payload(payloads[i]);
+		us_record_results(batch_id, res, n);
 	}
-
-	us_record_results(batch_id, res, n);
+	PG_FINALLY();
+	{
+		/* the items' passwords: in the claimed rows and their detoasted copies */
+		us_forget_claimed(claimed, payloads, n);
+	}
+	PG_END_TRY();
 	us_release_slots(batch_id, slots, 0, n);
 
 	/*

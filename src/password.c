@@ -561,3 +561,16 @@ us_password_dummy_work(const char *password, size_t len)
 			  password, len, salt, sizeof(salt), tag, sizeof(tag));
 	explicit_bzero(tag, sizeof(tag));
 }
+
+/*
+ * us_forget_password
+ *		Zero a copy of a password that this extension made (a text taken out
+ *		of a batch item), so that it does not linger in freed memory.  Never
+ *		for the caller's arguments: they may be a cached plan's constants.
+ */
+void
+us_forget_password(text *copy)
+{
+	if (copy != NULL)
+		explicit_bzero(copy, VARSIZE_ANY(copy));
+}

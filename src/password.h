@@ -31,5 +31,6 @@ extern const char *us_phc_import_problem(const char *phc);
 extern bool us_password_verify(const UsPhc *phc, const char *password, size_t len);
 extern bool us_phc_is_current(const UsPhc *phc);
 extern void us_password_dummy_work(const char *password, size_t len);
+extern void us_forget_password(text *copy);
 
 #endif							/* US_PASSWORD_H */

@@ -45,6 +45,7 @@
 #include "access/xact.h"
 #include "mb/pg_wchar.h"
 #include "parser/parser.h"
+#include "port/atomics.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
@@ -354,6 +355,8 @@ replace_field(char **field, char *r)
 		return;
 	if (r != NULL)
 	{
+		/* what it held may be a password: not left in freed memory */
+		explicit_bzero(*field, strlen(*field));
 		pfree(*field);
 		*field = r;
 	}
@@ -514,10 +517,22 @@ us_password_call(void)
 		char	   *clipped = pnstrdup(debug_query_string, len);
 		char	   *redacted = redact_sql(clipped, true, true);
 
+		/*
+		 * The shared buffer still holds the statement as PostgreSQL put it
+		 * there; pgstat_report_activity writes the shorter text and its NUL
+		 * only, which would leave the tail (a password near the end) behind.
+		 */
+		if (pgstat_track_activities && MyBEEntry->st_activity_raw != NULL)
+		{
+			PGSTAT_BEGIN_WRITE_ACTIVITY(MyBEEntry);
+			explicit_bzero(MyBEEntry->st_activity_raw, pgstat_track_activity_query_size);
+			PGSTAT_END_WRITE_ACTIVITY(MyBEEntry);
+		}
 		pgstat_report_activity(STATE_RUNNING, redacted ? redacted : REDACTED);
 		pgstat_report_query_id(query_id, true);
 		if (redacted)
 			pfree(redacted);
+		explicit_bzero(clipped, len);
 		pfree(clipped);
 	}
 }
