@@ -16,11 +16,17 @@
  * user_service.redact_log is on and the record is "sensitive", the hook
  * replaces the string literals and parameter values in it by '***':
  *
- * - a record is sensitive when its statement (debug_query_string), its
- *   detail, context or internal query, or (for statement log lines) its
- *   message names one of the functions that take a password, or the word
- *   password; or when the current statement has called one of them (which
- *   covers duration and error lines of calls through a wrapper function);
+ * - a record is sensitive when the current statement has called one of
+ *   the functions that take a password (which covers duration and error
+ *   lines of calls through a wrapper function), or when its statement
+ *   (debug_query_string), its detail, context or internal query, or (for
+ *   statement log lines) its message names one of them; then everything
+ *   below applies.  When they only contain the word password (a wrapper
+ *   function's name, a batch item's key), everything applies but to the
+ *   primary message, which is what a client shows its user: an unrelated
+ *   statement keeps its error text;
+ * - only in databases that have the extension (and where that is not
+ *   known yet: a session's first statement, the postmaster);
  * - statement log lines and "parameters:"/"prepare:" details are scanned
  *   as SQL: literals ('...', E'...', $tag$...$tag$) become '***',
  *   identifiers and comments are kept;
@@ -43,6 +49,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "parser/analyze.h"
 #include "mb/pg_wchar.h"
 #include "parser/parser.h"
 #include "port/atomics.h"
@@ -63,24 +72,35 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 /* statement start time of the last statement that called a password function */
 static TimestampTz password_statement_start = 0;
 
-/* The text that marks a statement as carrying a password. */
-static const char *const sensitive_words[] = {
-	"password",					/* verify_password, set_password, item keys */
+/*
+ * What marks a record as carrying a password.  The names of the functions
+ * that take one make it fully sensitive; the word "password" alone (a
+ * wrapper function's name, a batch item's key) makes it sensitive except
+ * for its primary message, which is what a client shows its user (a
+ * statement like SELECT * FROM password_resets must keep "relation
+ * "password_resets" does not exist").
+ */
+static const char *const password_functions[] = {
+	"verify_password",
+	"set_password",
 	"create_user",
 	"submit_batch",
 };
+static const char *const password_words[] = {
+	"password",
+};
 
-/* A single-byte lower-casing compare, enough for ASCII keywords. */
+/* A single-byte lower-casing search, enough for ASCII keywords. */
 static bool
-has_sensitive_word(const char *s)
+has_word_of(const char *s, const char *const *words, size_t nwords)
 {
 	if (s == NULL)
 		return false;
 	for (const char *p = s; *p; p++)
 	{
-		for (size_t i = 0; i < lengthof(sensitive_words); i++)
+		for (size_t i = 0; i < nwords; i++)
 		{
-			const char *w = sensitive_words[i];
+			const char *w = words[i];
 			int			j = 0;
 
 			while (w[j] && p[j] && pg_ascii_tolower((unsigned char) p[j]) == w[j])
@@ -90,6 +110,38 @@ has_sensitive_word(const char *s)
 		}
 	}
 	return false;
+}
+
+static bool
+names_password_function(const char *s)
+{
+	return has_word_of(s, password_functions, lengthof(password_functions));
+}
+
+static bool
+has_password_word(const char *s)
+{
+	return has_word_of(s, password_words, lengthof(password_words));
+}
+
+/*
+ * Does this backend's database have the extension?  -1 while unknown (the
+ * first statement of a session, the postmaster, a process without a
+ * database): redacted as if it had.  Learnt where catalog lookups are safe,
+ * after each statement's parse analysis (a syscache lookup of the schema),
+ * never in the log hook, which may run in a failing transaction.
+ */
+static int	us_database_has_extension = -1;
+static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
+
+static void
+us_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze_hook)
+		prev_post_parse_analyze_hook(pstate, query, jstate);
+	if (IsTransactionState() && OidIsValid(MyDatabaseId))
+		us_database_has_extension =
+			OidIsValid(get_namespace_oid("user_service", true)) ? 1 : 0;
 }
 
 #define REDACTED "***"
@@ -407,7 +459,8 @@ redact_detail_sql(const char *detail)
 
 /*
  * redact_record
- *		Redact the fields of a sensitive record in place.
+ *		Redact the fields of a sensitive record in place; its primary message
+ *		only when with_message (the record names a password function).
  *
  * Messages of this extension are kept whole (they are part of the API and
  * never contain a password); so are PostgreSQL's integrity-constraint
@@ -416,7 +469,7 @@ redact_detail_sql(const char *detail)
  * input they failed on.
  */
 static void
-redact_record(ErrorData *edata)
+redact_record(ErrorData *edata, bool with_message)
 {
 	bool		keep_text = (edata->domain != NULL &&
 							 strcmp(edata->domain, US_TEXTDOMAIN) == 0) ||
@@ -424,7 +477,7 @@ redact_record(ErrorData *edata)
 
 	if (edata->message && is_statement_log(edata))
 		replace_field(&edata->message, redact_sql(edata->message, true, true));
-	else if (edata->message && !keep_text)
+	else if (edata->message && !keep_text && with_message)
 		replace_field(&edata->message, redact_quoted(edata->message));
 	if (edata->hint && !keep_text)
 		replace_field(&edata->hint, redact_quoted(edata->hint));
@@ -444,6 +497,23 @@ redact_record(ErrorData *edata)
 	edata->hide_stmt = true;
 }
 
+/*
+ * Does the record name one of the password functions (names) or the word
+ * password (words) where it shows SQL or input?
+ */
+static bool
+record_mentions(const ErrorData *edata, bool (*mentions) (const char *))
+{
+	bool		crash_detail = edata->detail && is_crash_detail(edata->detail);
+
+	return mentions(debug_query_string) ||
+		(is_statement_log(edata) && mentions(edata->message)) ||
+		(!crash_detail && mentions(edata->detail)) ||
+		mentions(edata->detail_log) ||
+		mentions(edata->context) ||
+		mentions(edata->internalquery);
+}
+
 static void
 us_emit_log_hook(ErrorData *edata)
 {
@@ -451,17 +521,14 @@ us_emit_log_hook(ErrorData *edata)
 	{
 		bool		in_password_call = password_statement_start != 0 &&
 			password_statement_start == GetCurrentStatementStartTimestamp();
-		bool		crash_detail = edata->detail && is_crash_detail(edata->detail);
 
 		if (in_password_call ||
-			has_sensitive_word(debug_query_string) ||
-			(is_statement_log(edata) && has_sensitive_word(edata->message)) ||
-			(!crash_detail && has_sensitive_word(edata->detail)) ||
-			has_sensitive_word(edata->detail_log) ||
-			has_sensitive_word(edata->context) ||
-			has_sensitive_word(edata->internalquery))
-			redact_record(edata);
-		else if (crash_detail && has_sensitive_word(edata->detail))
+			(us_database_has_extension != 0 && record_mentions(edata, names_password_function)))
+			redact_record(edata, true);
+		else if (us_database_has_extension != 0 && record_mentions(edata, has_password_word))
+			redact_record(edata, false);
+		else if (edata->detail && is_crash_detail(edata->detail) &&
+				 names_password_function(edata->detail))
 			replace_field(&edata->detail, redact_detail_sql(edata->detail));
 	}
 	if (prev_emit_log_hook)
@@ -488,6 +555,8 @@ us_redact_init(void)
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = us_emit_log_hook;
+	prev_post_parse_analyze_hook = post_parse_analyze_hook;
+	post_parse_analyze_hook = us_post_parse_analyze;
 }
 
 /*

@@ -209,6 +209,29 @@ like($log, qr/ERROR:  a user with email "ADA\@example.com" already exists/,
 like($log, qr/ERROR:  invalid input syntax for type json/, 'PostgreSQL\'s error is logged');
 unlike($log, qr/STATEMENT:.*create_user/, 'no STATEMENT line of a call that carries a password');
 
+# Redaction covers what it must, and no more.  Without the extension in the
+# database, errors are untouched (from the session's first analysed
+# statement on: before that it cannot know); with it, a statement that only
+# says "password" keeps its error message (its details and log lines are
+# still redacted); one that names a password function has its message
+# redacted too, since PostgreSQL's messages may quote the input.
+$node->safe_psql('postgres', 'CREATE DATABASE plain');
+my ($qrc, $qout, $qerr) = $node->psql('plain', "SELECT 1;\nSELECT * FROM password_resets");
+like($qerr, qr/ERROR:  relation "password_resets" does not exist/,
+	'in a database without the extension, an error about "password_resets" is untouched');
+($qrc, $qout, $qerr) = $node->psql('postgres', "SELECT 1;\nSELECT * FROM password_resets");
+like($qerr, qr/ERROR:  relation "password_resets" does not exist/,
+	'with the extension, a statement that only says "password" keeps its message');
+($qrc, $qout, $qerr) = $node->psql('postgres',
+	"SELECT 1;\nSELECT user_service.verify_password(email, 'x') FROM password_resets");
+like($qerr, qr/ERROR:  relation "\*\*\*" does not exist/,
+	'a statement that calls a password function has PostgreSQL\'s message redacted');
+($qrc, $qout, $qerr) = $node->psql('postgres',
+	qq~SELECT 1;\nSELECT '[{"password": "~ . secret('word-only-json') . q~" x}]'::jsonb~);
+# (psql echoes its own statement after LINE 1: that is the client's copy)
+like($qerr, qr/ERROR:  invalid input syntax for type json\n.*DETAIL:  Token "\*\*\*" is invalid\./s,
+	'a statement with the word password: message kept, detail (which quotes the input) redacted');
+
 # The control: with redaction off, the same check finds the password.
 $log_start = -s $node->logfile;
 my $control = 'SeCrEt-control';
