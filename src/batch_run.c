@@ -29,6 +29,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "batch.h"
@@ -159,26 +161,47 @@ us_release_slots(int64 batch_id, const uint32 *slots, int from, int to)
  * skips them, so claiming stays cheap however long a batch runs.  Items left
  * behind (a retry not yet due, a claim rolled back by a crash) are found by
  * a claim from the start once the rest is taken.  One entry per batch that
- * this process takes turns at, the oldest replaced first.
+ * this process has claimed from, in a hash table kept for the process's
+ * life (a fixed ring missed as soon as more batches than it held took
+ * turns, and every claim then read all the dead entries again); it starts
+ * afresh past US_HINTS_MAX entries, which costs one claim from the start
+ * per batch.
  */
-#define US_HINTS	8
+#define US_HINTS_MAX	4096
 
 typedef struct UsClaimHint
 {
-	int64		batch_id;
+	int64		batch_id;		/* hash key */
 	int32		item;
 } UsClaimHint;
 
-static UsClaimHint us_hints[US_HINTS];
-static int	us_next_hint = 0;
+static HTAB *us_hints = NULL;
 
 static UsClaimHint *
-us_hint_for(int64 batch_id)
+us_hint_for(int64 batch_id, bool create)
 {
-	for (int i = 0; i < US_HINTS; i++)
-		if (us_hints[i].batch_id == batch_id)
-			return &us_hints[i];
-	return NULL;
+	bool		found;
+	UsClaimHint *hint;
+
+	if (us_hints != NULL && create && hash_get_num_entries(us_hints) >= US_HINTS_MAX)
+	{
+		hash_destroy(us_hints);
+		us_hints = NULL;
+	}
+	if (us_hints == NULL)
+	{
+		HASHCTL		info;
+
+		info.keysize = sizeof(int64);
+		info.entrysize = sizeof(UsClaimHint);
+		info.hcxt = TopMemoryContext;
+		us_hints = hash_create("user_service claim hints", 64, &info,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	hint = hash_search(us_hints, &batch_id, create ? HASH_ENTER : HASH_FIND, &found);
+	if (create && !found)
+		hint->item = 0;
+	return hint;
 }
 
 /*
@@ -190,7 +213,7 @@ static int
 us_claim(int64 batch_id, int want)
 {
 	Datum		args[3];
-	UsClaimHint *hint = us_hint_for(batch_id);
+	UsClaimHint *hint = us_hint_for(batch_id, false);
 	int32		from = hint ? hint->item : 0;
 	int			n;
 
@@ -201,6 +224,7 @@ us_claim(int64 batch_id, int want)
 	n = (int) SPI_processed;
 	if (n == 0 && from > 0)
 	{
+		SPI_freetuptable(SPI_tuptable);
 		args[2] = Int32GetDatum(0);
 		us_spi_run(&us_claim_items, args, NULL, false, 0);
 		n = (int) SPI_processed;
@@ -210,11 +234,7 @@ us_claim(int64 batch_id, int want)
 		bool		isnull;
 
 		if (hint == NULL)
-		{
-			hint = &us_hints[us_next_hint];
-			us_next_hint = (us_next_hint + 1) % US_HINTS;
-			hint->batch_id = batch_id;
-		}
+			hint = us_hint_for(batch_id, true);
 		hint->item = DatumGetInt32(us_spi_value(n - 1, 1, &isnull));
 	}
 	return n;
@@ -542,6 +562,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	us_release_slots(batch_id, slots, n, nslots);
 	if (n == 0)
 	{
+		SPI_freetuptable(claimed);
 		/* nothing to take: the batch may be complete, have a look */
 		if (*check_batch == 0)
 			*check_batch = batch_id;
@@ -590,6 +611,8 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 		us_forget_claimed(claimed, payloads, n);
 	}
 	PG_END_TRY();
+	/* a pass over many batches must not pile up their claims */
+	SPI_freetuptable(claimed);
 	us_release_slots(batch_id, slots, 0, n);
 
 	/*

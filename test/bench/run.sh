@@ -200,6 +200,44 @@ peak_mib=$(awk -v k="${peak_kib:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
 row 'peak anonymous memory of a worker while hashing, MiB' "$peak_mib" '19.0 (argon2_memory_kib)' \
     "$(awk -v p="$peak_mib" 'BEGIN { printf "+%.1f MiB", p - 19 }')" '<= +16 MiB'
 
+echo "== a login storm"
+# 64 clients calling verify_password at once (unknown emails: the dummy work
+# of a wrong password), with the cap on concurrent hashing at its default
+# (the number of CPUs) and off; throttling off so that every call hashes.
+# Peak memory: the sum of RssAnon over the server's processes, 5 samples/s.
+storm() {   # CAP: prints "hashes/s peak_MiB"
+    psql -c "ALTER SYSTEM SET user_service.max_concurrent_hashes = $1" \
+         -c "ALTER SYSTEM SET user_service.login_max_failures = 0" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5
+    echo "SELECT user_service.verify_password('storm' || (random() * 100000)::int || '@example.com', 'wrong password');" \
+        >"$work/storm.pgbench"
+    chown "$(pg_owner):" "$work/storm.pgbench" 2>/dev/null || true
+    local post
+    post=$(head -n 1 "$dir/data/postmaster.pid")
+    ( while :; do
+        total=0
+        for p in $(cat /proc/"$post"/task/*/children 2>/dev/null); do
+            while read -r key value _; do [ "$key" = RssAnon: ] && total=$((total + value)); done <"/proc/$p/status" 2>/dev/null
+        done
+        echo "$total"
+        sleep 0.2
+      done ) >"$work/storm_rss" 2>/dev/null &
+    local sampler=$!
+    local t
+    t=$(as_pg "$PG_BINDIR/pgbench" -h "$dir" -p "$port" -n -M prepared -c 64 -j 2 -T "$SECONDS_PER_RUN" \
+        -f "$work/storm.pgbench" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
+    kill "$sampler"
+    echo "$t $(sort -n "$work/storm_rss" | tail -n 1 | awk '{ printf "%.0f", $1 / 1024 }')"
+}
+read -r capped capped_mib <<<"$(storm -1)"
+read -r uncapped uncapped_mib <<<"$(storm 0)"
+psql -c "ALTER SYSTEM RESET user_service.max_concurrent_hashes" \
+     -c "ALTER SYSTEM RESET user_service.login_max_failures" -c "SELECT pg_reload_conf()" >/dev/null
+row "login storm, 64 clients, verify_password/s: cap on ($(nproc), the default) vs off" \
+    "$(fmt "$capped")" "$(fmt "$uncapped") (no cap)" "$(ratio "$capped" "$uncapped")" '>= 0.9'
+row 'login storm, 64 clients, peak anonymous memory of the server, MiB' \
+    "$capped_mib" "$uncapped_mib (no cap)" "$(ratio "$capped_mib" "$uncapped_mib")" 'bounded by the cap'
+
 echo "== batches of cheap items"
 # Batch delete_user: ids 1..100000 by the workers; the baseline deletes
 # 100001..200000 with a plain SKIP LOCKED job loop, one job per transaction.
