@@ -57,7 +57,9 @@ is( $node->safe_psql('postgres', qq{
 		SELECT string_agg(status, ',' ORDER BY item) FROM user_service.batch_results($batch)}),
 	"t\nsucceeded,succeeded,succeeded,succeeded,failed", 'the batch ran (one item failed)');
 my $set = $node->safe_psql('postgres',
-	qq{SELECT user_service.submit_batch('set_password', '[{"id": 1, "password": "$passwords[5]"}]')});
+	qq{SELECT user_service.submit_batch('set_password', jsonb_build_array(jsonb_build_object(
+		'id', (SELECT id FROM user_service.users WHERE email = 'user1\@example.com'),
+		'password', '$passwords[5]')))});
 is($node->safe_psql('postgres', "SELECT user_service.wait_batch($set)"), 't', 'a set_password batch ran');
 is($node->safe_psql('postgres', "SELECT user_service.verify_password('user1\@example.com', '$passwords[5]')"),
 	't', 'with their effect');
