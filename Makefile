@@ -20,6 +20,7 @@ OBJS = \
 	src/validation.o \
 	src/user_ops.o \
 	src/user_count.o \
+	src/shard.o \
 	src/users.o \
 	src/user_list.o \
 	src/batch_kinds.o \

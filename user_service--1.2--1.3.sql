@@ -93,3 +93,32 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.reset_login_throttle(text) IS
     'forget an email''s failed logins and lockout; true when there were any';
 REVOKE ALL ON FUNCTION user_service.reset_login_throttle(text) FROM PUBLIC;
+
+-- Shards (src/shard.c): this database's place in a cluster of N shards
+-- (user_service.configure_shard).  Its users get the ids n * N + k, n from
+-- the identity sequence, so that id % N = k names the shard of every id.
+-- No row: shard 0 of 1, the ids the sequence hands out.  Dumped with the
+-- data, like the sequence's position, so that a restored shard goes on
+-- with its own ids.
+CREATE TABLE user_service.shard_config (
+    shard         int         NOT NULL,
+    shard_count   int         NOT NULL
+                  CHECK (shard_count BETWEEN 1 AND 65536
+                         AND (shard_count OPERATOR(pg_catalog.&) (shard_count OPERATOR(pg_catalog.-) 1)) OPERATOR(pg_catalog.=) 0),
+    configured_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (shard >= 0 AND shard < shard_count)
+);
+CREATE UNIQUE INDEX shard_config_one_row ON user_service.shard_config ((true));
+ALTER TABLE user_service.shard_config REPLICA IDENTITY FULL;   -- keyless, like the three above
+COMMENT ON TABLE user_service.shard_config IS
+    'this database''s place in a cluster: shard of shard_count (one row at most; none: shard 0 of 1)';
+COMMENT ON INDEX user_service.shard_config_one_row IS 'shard_config holds one row at most';
+SELECT pg_catalog.pg_extension_config_dump('user_service.shard_config', '');
+
+CREATE FUNCTION user_service.configure_shard(shard int, shard_count int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'configure_shard'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.configure_shard(int, int) IS
+    'make this database shard `shard` of `shard_count` (a power of two): its new users get ids with id % shard_count = shard';
+REVOKE ALL ON FUNCTION user_service.configure_shard(int, int) FROM PUBLIC;

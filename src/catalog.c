@@ -49,7 +49,9 @@ us_catalog_invalidate(Datum arg, Oid relid)
 {
 	if (!us_cat_valid)
 		return;
-	if (relid == InvalidOid ||
+	/* under a schema older than 1.3, any new relation may be shard_config */
+	if (relid == InvalidOid || !OidIsValid(us_cat.shard_config_relid) ||
+		relid == us_cat.shard_config_relid ||
 		relid == us_cat.users_relid ||
 		relid == us_cat.users_pkey_relid ||
 		relid == us_cat.users_email_relid ||
@@ -106,6 +108,8 @@ us_catalog(void)
 	cat.users_pkey_relid = us_lookup_rel("users_pkey", cat.namespace_oid);
 	cat.users_email_relid = us_lookup_rel("users_email_key", cat.namespace_oid);
 	cat.count_deltas_relid = us_lookup_rel("user_count_deltas", cat.namespace_oid);
+	/* 1.3 on: InvalidOid under an older schema */
+	cat.shard_config_relid = get_relname_relid("shard_config", cat.namespace_oid);
 	cat.user_info_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 										  CStringGetDatum("user_info"),
 										  ObjectIdGetDatum(cat.namespace_oid));

@@ -25,6 +25,7 @@ typedef struct UsCatalog
 	Oid			users_pkey_relid;	/* unique index on id */
 	Oid			users_email_relid;	/* unique index on lower(email) */
 	Oid			count_deltas_relid;
+	Oid			shard_config_relid; /* InvalidOid before 1.3 */
 	Oid			user_info_typid;
 	Oid			owner;			/* owner of user_service.users */
 } UsCatalog;

@@ -121,9 +121,16 @@ us_hash_cap_limit(void)
 		return 0;
 	if (user_service_max_concurrent_hashes < 0)
 	{
-		long		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		/* asked once per process: sysconf reads /sys each time */
+		static int	ncpu = 0;
 
-		return ncpu >= 1 ? (int) Min(ncpu, 10000) : 1;
+		if (ncpu == 0)
+		{
+			long		n = sysconf(_SC_NPROCESSORS_ONLN);
+
+			ncpu = n >= 1 ? (int) Min(n, 10000) : 1;
+		}
+		return ncpu;
 	}
 	return user_service_max_concurrent_hashes;
 }

@@ -15,7 +15,11 @@
  *						the batch engine (batch.h)
  *	 user_ops.c validation.c user_count.c
  *						operations on users (user_ops.h)
+ *	 shard.c			the database's place among shards (shard.h)
+ *	 login_throttle.c	failed-login counts in shared memory
+ *						(login_throttle.h)
  *	 password.c			argon2 and PHC strings (password.h)
+ *	 hash_cap.c			the cap on concurrent hashing (hash_cap.h)
  *	 redact.c			log and pg_stat_activity redaction (redact.h)
  *	 catalog.c			the extension's relations, SPI as their owner
  *						(catalog.h)

@@ -41,6 +41,7 @@
 #include "catalog.h"
 #include "login_throttle.h"
 #include "password.h"
+#include "shard.h"
 #include "user_ops.h"
 
 #define US_RETURNING_USER_INFO " RETURNING id, name, email, created_at, updated_at"
@@ -53,9 +54,22 @@
  */
 #define US_UPDATED_AT "GREATEST(pg_catalog.now(), created_at)"
 
-static UsStatement us_insert_user = {
+/*
+ * The id names the shard: n * shard_count + shard, n from the identity
+ * sequence (shard.c); without a configuration, n itself.
+ */
+static UsStatement us_insert_user_unsharded = {	/* schemas before 1.3 */
 	"INSERT INTO user_service.users (name, email, password_hash)"
 	" VALUES ($1, $2, $3)" US_RETURNING_USER_INFO,
+	3, {TEXTOID, TEXTOID, TEXTOID}
+};
+
+static UsStatement us_insert_user = {
+	"INSERT INTO user_service.users (id, name, email, password_hash) OVERRIDING SYSTEM VALUE"
+	" SELECT pg_catalog.nextval('user_service.users_id_seq'::pg_catalog.regclass)"
+	"        OPERATOR(pg_catalog.*) c.n OPERATOR(pg_catalog.+) c.k, $1, $2, $3"
+	"   FROM (SELECT coalesce(max(shard_count), 1)::int8 AS n, coalesce(max(shard), 0)::int8 AS k"
+	"           FROM user_service.shard_config) c" US_RETURNING_USER_INFO,
 	3, {TEXTOID, TEXTOID, TEXTOID}
 };
 
@@ -336,13 +350,16 @@ us_user_insert(text *name, text *email, text *password, const char *hash,
 	if (password)
 		us_check_password(password);
 	us_check_email_free(vemail, 0);
+	us_shard_check();
 	if (password)
 		hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
 
 	args[0] = CStringGetTextDatum(vname);
 	args[1] = CStringGetTextDatum(vemail);
 	args[2] = CStringGetTextDatum(hash);
-	if (us_execute(&us_insert_user, args, NULL, values, nulls) != 1)
+	if (us_execute(OidIsValid(us_catalog()->shard_config_relid) ?
+				   &us_insert_user : &us_insert_user_unsharded,
+				   args, NULL, values, nulls) != 1)
 		elog(ERROR, "insert into user_service.users returned no row");
 }
 

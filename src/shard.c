@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ *
+ * shard.c
+ *		A database's place among the shards of a cluster: shard k of N
+ *		(configure_shard), and ids that name it.
+ *
+ * A shard's users get the ids n * N + k, n from the users' own identity
+ * sequence, so that id % N = k names the shard of every id and ids are
+ * unique across the cluster.  N is a power of two, as PL/Proxy's partition
+ * count must be, so id & (N - 1) is the same number.  Without a
+ * configuration the database is shard 0 of 1: ids are the sequence's
+ * values, as they always were.
+ *
+ * The configuration is the one row of user_service.shard_config, dumped
+ * with the extension's data (pg_extension_config_dump), as is the
+ * sequence's position: a restored shard goes on with its own ids, whatever
+ * the sequence's INCREMENT (a restore does not keep it, and it plays no part
+ * here).  Before it creates a user, a configured shard checks that its data
+ * agrees: the greatest id names this shard, and the sequence is past it.
+ * Users restored from another shard, or a sequence restored behind its
+ * table, make it refuse (55000) before anything is written.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+
+#include "catalog.h"
+#include "shard.h"
+
+PG_FUNCTION_INFO_V1(configure_shard);
+
+#define US_MAX_SHARDS	65536
+
+static UsStatement us_shard_state = {
+	"SELECT c.shard_count, c.shard, (SELECT max(u.id) FROM user_service.users u),"
+	"       CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END"
+	"  FROM user_service.shard_config c, user_service.users_id_seq s",
+	0
+};
+
+static UsStatement us_foreign_id = {
+	"SELECT id FROM user_service.users"
+	" WHERE id OPERATOR(pg_catalog.%) $1 OPERATOR(pg_catalog.<>) $2"
+	" ORDER BY id LIMIT 1",
+	2, {INT8OID, INT8OID}
+};
+
+static UsStatement us_clear_config = {
+	"DELETE FROM user_service.shard_config", 0
+};
+
+static UsStatement us_set_config = {
+	"INSERT INTO user_service.shard_config (shard, shard_count) VALUES ($1, $2)",
+	2, {INT4OID, INT4OID}
+};
+
+/*
+ * us_shard_check_data
+ *		For a configured shard, 55000 unless its users and sequence agree
+ *		with its configuration (see above).  Call inside SPI.
+ */
+static void
+us_shard_check_data(void)
+{
+	bool		isnull;
+	int64		count;
+	int64		shard;
+	int64		max_id;
+	int64		next_n;
+
+	us_spi_run(&us_shard_state, NULL, NULL, true, 1);
+	if (SPI_processed == 0)
+		return;					/* shard 0 of 1 */
+	count = DatumGetInt32(us_spi_value(0, 1, &isnull));
+	shard = DatumGetInt32(us_spi_value(0, 2, &isnull));
+	max_id = DatumGetInt64(us_spi_value(0, 3, &isnull));
+	if (isnull)
+		return;					/* no users yet */
+	next_n = DatumGetInt64(us_spi_value(0, 4, &isnull));
+
+	if (max_id % count != shard)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this shard's configuration does not match its users"),
+				 errdetail("It is shard " INT64_FORMAT " of " INT64_FORMAT ", but user "
+						   INT64_FORMAT " has an id of shard " INT64_FORMAT ".",
+						   shard, count, max_id, max_id % count),
+				 errhint("Users were copied in from another shard, or the shard was restored "
+						 "without its configuration: see user_service.configure_shard.")));
+	if (next_n > (PG_INT64_MAX - shard) / count || next_n * count + shard <= max_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this shard's id sequence does not match its users"),
+				 errdetail("The next id would not be above the greatest, " INT64_FORMAT ".",
+						   max_id),
+				 errhint("The sequence user_service.users_id_seq was restored behind its table: "
+						 "setval() it to at least " INT64_FORMAT ".",
+						 max_id / count + 1)));
+}
+
+/*
+ * us_shard_check
+ *		Before a user is created: the check above, as the tables' owner.
+ */
+void
+us_shard_check(void)
+{
+	UsSavedUser saved;
+
+	if (!OidIsValid(us_catalog()->shard_config_relid))
+		return;					/* a schema before 1.3: shard 0 of 1 */
+
+	us_spi_begin(&saved);
+	us_shard_check_data();
+	us_spi_end(&saved);
+}
+
+/*
+ * configure_shard(shard int, shard_count int) RETURNS void
+ *		Make this database shard `shard` of `shard_count` (a power of two, at
+ *		most 65536).  Superuser only.  Refused when a user's id names
+ *		another shard: a database can take its place in a cluster while it
+ *		is empty, or keep the place its ids name.  Writers of users wait
+ *		while it checks.
+ */
+Datum
+configure_shard(PG_FUNCTION_ARGS)
+{
+	int32		shard;
+	int32		count;
+	UsSavedUser saved;
+	Datum		args[2];
+
+	us_arg_not_null(fcinfo, 0, "shard");
+	us_arg_not_null(fcinfo, 1, "shard_count");
+	shard = PG_GETARG_INT32(0);
+	count = PG_GETARG_INT32(1);
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may configure a shard")));
+	if (count < 1 || count > US_MAX_SHARDS || (count & (count - 1)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("shard_count must be a power of two between 1 and %d", US_MAX_SHARDS)));
+	if (shard < 0 || shard >= count)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("shard must be between 0 and shard_count - 1")));
+
+	us_spi_begin(&saved);
+	LockRelationOid(us_catalog()->users_relid, ShareRowExclusiveLock);
+	args[0] = Int64GetDatum(count);
+	args[1] = Int64GetDatum(shard);
+	us_spi_run(&us_foreign_id, args, NULL, true, 1);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(us_spi_value(0, 1, &isnull));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the users of this database do not all have ids of shard %d of %d",
+						shard, count),
+				 errdetail("User " INT64_FORMAT " has an id of shard " INT64_FORMAT ".",
+						   id, id % count),
+				 errhint("Configure a shard while it has no users.")));
+	}
+	us_spi_run(&us_clear_config, NULL, NULL, false, 0);
+	args[0] = Int32GetDatum(shard);
+	args[1] = Int32GetDatum(count);
+	us_spi_run(&us_set_config, args, NULL, false, 0);
+	us_spi_end(&saved);
+	PG_RETURN_VOID();
+}
