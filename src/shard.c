@@ -24,8 +24,12 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/snapmgr.h"
 
 #include "catalog.h"
 #include "shard.h"
@@ -109,9 +113,25 @@ void
 us_shard_check(void)
 {
 	UsSavedUser saved;
+	Oid			relid = us_catalog()->shard_config_relid;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		configured;
 
-	if (!OidIsValid(us_catalog()->shard_config_relid))
+	if (!OidIsValid(relid))
 		return;					/* a schema before 1.3: shard 0 of 1 */
+
+	/* the common case, no configuration, without a query */
+	rel = table_open(relid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	configured = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	if (!configured)
+		return;
 
 	us_spi_begin(&saved);
 	us_shard_check_data();
