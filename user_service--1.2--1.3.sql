@@ -122,3 +122,15 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.configure_shard(int, int) IS
     'make this database shard `shard` of `shard_count` (a power of two): its new users get ids with id % shard_count = shard';
 REVOKE ALL ON FUNCTION user_service.configure_shard(int, int) FROM PUBLIC;
+
+-- The routing hash of an email (src/shard.c: SHA-256 of the email as the
+-- extension compares it, its first four bytes as an int): its low bits
+-- pick the email's home shard.  A documented contract, computable in SQL,
+-- unlike hashtext.
+CREATE FUNCTION user_service.email_hash(email text)
+RETURNS int
+AS 'MODULE_PATHNAME', 'email_hash'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION user_service.email_hash(text) IS
+    'routing hash of an email: first 4 bytes of sha256(lower(normalize(btrim(email), NFC))) as int; home shard = email_hash & (shard_count - 1)';
+REVOKE ALL ON FUNCTION user_service.email_hash(text) FROM PUBLIC;

@@ -25,6 +25,8 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "common/cryptohash.h"
+#include "mb/pg_wchar.h"
 #include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -33,8 +35,10 @@
 
 #include "catalog.h"
 #include "shard.h"
+#include "user_ops.h"
 
 PG_FUNCTION_INFO_V1(configure_shard);
+PG_FUNCTION_INFO_V1(email_hash);
 
 #define US_MAX_SHARDS	65536
 
@@ -196,4 +200,45 @@ configure_shard(PG_FUNCTION_ARGS)
 	us_spi_run(&us_set_config, args, NULL, false, 0);
 	us_spi_end(&saved);
 	PG_RETURN_VOID();
+}
+
+/*
+ * email_hash(email text) RETURNS int
+ *		The email's routing hash: the first four bytes, big-endian, as a
+ *		signed int, of SHA-256 of the email as the extension compares it
+ *		(trimmed of ASCII white space, NFC, lower-cased) in UTF-8.  Its low
+ *		bits pick the email's home shard (email_hash & (N - 1), which is
+ *		what PL/Proxy's RUN ON does with an int).  A contract, unlike
+ *		PostgreSQL's hashtext: in SQL it is
+ *		  ('x' || left(encode(sha256(convert_to(lower(normalize(
+ *		      btrim(email, E' \t\n\r\f\v'), NFC)), 'UTF8')), 'hex'), 8))::bit(32)::int
+ *		(normalize only in a UTF-8 database).  lower() follows the database's
+ *		LC_CTYPE, so the servers of a cluster must agree on it.
+ */
+Datum
+email_hash(PG_FUNCTION_ARGS)
+{
+	char	   *key;
+	char	   *utf8;
+	pg_cryptohash_ctx *ctx;
+	uint8		digest[32];
+	uint32		h;
+
+	us_arg_not_null(fcinfo, 0, "email");
+	key = us_email_key(PG_GETARG_TEXT_PP(0));
+	utf8 = pg_server_to_any(key, strlen(key), PG_UTF8);
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL ||
+		pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) utf8, strlen(utf8)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not hash an email")));
+	pg_cryptohash_free(ctx);
+
+	h = ((uint32) digest[0] << 24) | ((uint32) digest[1] << 16) |
+		((uint32) digest[2] << 8) | (uint32) digest[3];
+	PG_RETURN_INT32((int32) h);
 }

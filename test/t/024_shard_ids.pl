@@ -5,7 +5,8 @@
 # the restored shard goes on with ids of its own.  A shard whose users or
 # sequence do not match its place refuses to create users, writing
 # nothing; configure_shard refuses a database whose users' ids name another
-# shard, bad arguments (22023) and non-superusers (42501).
+# shard, bad arguments (22023) and non-superusers (42501).  email_hash, the
+# routing hash of an email, is its documented SQL formula.
 use strict;
 use warnings;
 use FindBin;
@@ -94,6 +95,29 @@ like(error_of('postgres', 'SELECT user_service.configure_shard(1, 2)'),
 	qr/ERROR:  55000: the users of this database do not all have ids of shard 1 of 2\nDETAIL:  User 2 has an id of shard 0\./,
 	'configure_shard refuses users of other shards');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM user_service.shard_config'), '0', '... and changes nothing');
+
+# The routing hash is the documented SQL formula, for every form of an
+# email the extension takes as the same address.
+$node->safe_psql('postgres',
+	"CREATE DATABASE u8 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0");
+$node->safe_psql('u8', 'CREATE EXTENSION user_service');
+my $formula = q{('x' || left(encode(sha256(convert_to(lower(normalize(btrim(e, E' \t\n\r\f\v'), NFC)), 'UTF8')), 'hex'), 8))::bit(32)::int};
+is( $node->safe_psql('u8', qq{
+		SELECT count(*), count(*) FILTER (WHERE user_service.email_hash(e) = $formula)
+		  FROM (VALUES ('ada\@example.com'), ('  ADA\@Example.COM\t'), (U&'jos\\00e9\@example.com'),
+		               (U&'JOSE\\0301\@EXAMPLE.com'), ('zz\@example.org'), ('')) v(e)}),
+	'6|6', 'email_hash is the documented formula');
+is( $node->safe_psql('u8', q{
+		SELECT count(DISTINCT user_service.email_hash(e))
+		  FROM (VALUES ('ada@example.com'), ('  ADA@Example.COM'), ('Ada@EXAMPLE.com ')) v(e)}),
+	'1', 'one address, one hash');
+is( $node->safe_psql('u8', q{
+		SELECT user_service.email_hash(U&'jos\00e9@example.com') = user_service.email_hash(U&'JOSE\0301@example.com')}),
+	't', 'composed and decomposed forms hash alike');
+is( $node->safe_psql('u8', q{
+		SELECT count(DISTINCT user_service.email_hash('user' || i || '@example.com') & 3)
+		  FROM generate_series(1, 200) i}),
+	'4', 'its low bits spread emails over 4 shards');
 
 $node->stop;
 done_testing();
