@@ -67,6 +67,7 @@ typedef struct UsThrottleEntry
 {
 	UsThrottleKey key;			/* hash key: must be first */
 	int32		failures;		/* within the window that began at first_failure */
+	int32		inflight;		/* attempts let through and not finished yet */
 	TimestampTz first_failure;
 	TimestampTz last_failure;
 	TimestampTz locked_until;	/* 0: not locked */
@@ -221,39 +222,16 @@ us_window_over(const UsThrottleEntry *e, TimestampTz now)
 static bool
 us_entry_expired(const UsThrottleEntry *e, TimestampTz now)
 {
-	return e->locked_until <= now && us_window_over(e, now);
-}
-
-/*
- * us_login_locked
- *		Is the email locked out now?  Shared lock only: the common case (no
- *		entry) costs a lookup.
- */
-bool
-us_login_locked(const char *email)
-{
-	UsThrottleKey key;
-	UsThrottleEntry *e;
-	bool		locked = false;
-	TimestampTz now;
-
-	if (!us_login_throttle_active())
-		return false;
-	us_throttle_key(email, &key);
-	now = GetCurrentTimestamp();
-	LWLockAcquire(us_throttle->lock, LW_SHARED);
-	e = hash_search(us_throttle_table, &key, HASH_FIND, NULL);
-	if (e != NULL && e->locked_until > now)
-		locked = true;
-	LWLockRelease(us_throttle->lock);
-	return locked;
+	return e->inflight == 0 && e->locked_until <= now && us_window_over(e, now);
 }
 
 /*
  * us_throttle_make_room
- *		The table is full: drop the entries that are over, or else one
- *		victim (the one idle longest that is not locked, else the one whose
- *		lockout ends first).  Under the exclusive lock.
+ *		The table is full: drop the entries that are over, and those that
+ *		hold a single failure and nothing in flight (a flood of fresh emails
+ *		is mostly those: one scan then frees most of the table); if that
+ *		drops none, one victim (the one idle longest that is not locked,
+ *		else the one whose lockout ends first).  Under the exclusive lock.
  */
 static void
 us_throttle_make_room(TimestampTz now)
@@ -266,12 +244,13 @@ us_throttle_make_room(TimestampTz now)
 	hash_seq_init(&status, us_throttle_table);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
-		if (us_entry_expired(e, now))
+		if (us_entry_expired(e, now) ||
+			(e->inflight == 0 && e->locked_until <= now && e->failures <= 1))
 		{
 			hash_search(us_throttle_table, &e->key, HASH_REMOVE, NULL);
 			dropped = true;
 		}
-		else if (!dropped &&
+		else if (!dropped && e->inflight == 0 &&
 				 (victim == NULL ||
 				  (e->locked_until <= now &&
 				   (victim->locked_until > now || e->last_failure < victim->last_failure)) ||
@@ -283,52 +262,158 @@ us_throttle_make_room(TimestampTz now)
 		hash_search(us_throttle_table, &victim->key, HASH_REMOVE, NULL);
 }
 
-/*
- * us_login_failed
- *		Count a failed attempt; lock the email out when it reaches the limit
- *		(the count then starts afresh for after the lockout).
- */
-void
-us_login_failed(const char *email)
+/* The attempt this backend has let through and not finished (one at most). */
+static bool us_pending = false;
+static UsThrottleKey us_pending_key;
+
+/* release the pending attempt without counting it (an error, an exit) */
+static void
+us_login_abandon_now(void)
 {
-	UsThrottleKey key;
+	UsThrottleEntry *e;
+
+	if (!us_pending)
+		return;
+	us_pending = false;
+	LWLockAcquire(us_throttle->lock, LW_EXCLUSIVE);
+	e = hash_search(us_throttle_table, &us_pending_key, HASH_FIND, NULL);
+	if (e != NULL && e->inflight > 0)
+		e->inflight--;
+	LWLockRelease(us_throttle->lock);
+}
+
+static void
+us_login_at_exit(int code, Datum arg)
+{
+	us_login_abandon_now();
+}
+
+/*
+ * us_login_begin
+ *		May this attempt go ahead?  False when the email is locked out, or
+ *		when the attempts already let through would reach the limit if they
+ *		all failed: a burst of concurrent attempts gets login_max_failures
+ *		guesses, not one per connection.  When true, the attempt is in flight
+ *		until us_login_end (or us_login_abandon, on error).
+ */
+bool
+us_login_begin(const char *email)
+{
+	static bool exit_hook = false;
 	UsThrottleEntry *e;
 	bool		found;
+	bool		go = true;
 	TimestampTz now;
 
 	if (!us_login_throttle_active())
-		return;
-	us_throttle_key(email, &key);
+		return true;
+	if (!exit_hook)
+	{
+		before_shmem_exit(us_login_at_exit, (Datum) 0);
+		exit_hook = true;
+	}
+	us_login_abandon_now();		/* one left behind: not expected */
+	us_throttle_key(email, &us_pending_key);
 	now = GetCurrentTimestamp();
+
 	LWLockAcquire(us_throttle->lock, LW_EXCLUSIVE);
-	e = hash_search(us_throttle_table, &key, HASH_ENTER_NULL, &found);
+	e = hash_search(us_throttle_table, &us_pending_key, HASH_ENTER_NULL, &found);
 	if (e == NULL)
 	{
 		us_throttle_make_room(now);
-		e = hash_search(us_throttle_table, &key, HASH_ENTER_NULL, &found);
+		e = hash_search(us_throttle_table, &us_pending_key, HASH_ENTER_NULL, &found);
 	}
 	if (e != NULL)
 	{
 		if (!found)
 		{
 			e->failures = 0;
+			e->inflight = 0;
 			e->locked_until = 0;
 			e->first_failure = now;
+			e->last_failure = now;
 		}
 		else if (us_window_over(e, now))
 		{
 			e->failures = 0;
 			e->first_failure = now;
 		}
-		e->last_failure = now;
-		if (++e->failures >= user_service_login_max_failures)
+		if (e->locked_until > now ||
+			e->failures + e->inflight >= user_service_login_max_failures)
+			go = false;
+		else
 		{
-			e->locked_until = now + (TimestampTz) user_service_login_lockout * USECS_PER_SEC;
-			e->failures = 0;
-			e->first_failure = e->locked_until;
+			e->inflight++;
+			us_pending = true;
 		}
 	}
 	LWLockRelease(us_throttle->lock);
+	return go;
+}
+
+/*
+ * us_login_end
+ *		The attempt let through by us_login_begin is over: count a failure
+ *		(locking the email out when it reaches the limit), or on success
+ *		forget the email's failures, unless other attempts locked it out
+ *		meanwhile.  Returns the answer to give: succeeded, and not locked.
+ */
+bool
+us_login_end(bool succeeded)
+{
+	UsThrottleEntry *e;
+	TimestampTz now;
+	bool		answer = succeeded;
+
+	if (!us_pending)
+		return succeeded;
+	us_pending = false;
+	now = GetCurrentTimestamp();
+
+	LWLockAcquire(us_throttle->lock, LW_EXCLUSIVE);
+	e = hash_search(us_throttle_table, &us_pending_key, HASH_FIND, NULL);
+	if (e != NULL)
+	{
+		if (e->inflight > 0)
+			e->inflight--;
+		if (e->locked_until > now)
+			answer = false;
+		else if (succeeded)
+		{
+			if (e->inflight == 0)
+				hash_search(us_throttle_table, &us_pending_key, HASH_REMOVE, NULL);
+			else
+				e->failures = 0;
+		}
+		else
+		{
+			if (us_window_over(e, now))
+			{
+				e->failures = 0;
+				e->first_failure = now;
+			}
+			e->last_failure = now;
+			if (++e->failures >= user_service_login_max_failures)
+			{
+				e->locked_until = now + (TimestampTz) user_service_login_lockout * USECS_PER_SEC;
+				e->failures = 0;
+				e->first_failure = e->locked_until;
+			}
+		}
+	}
+	LWLockRelease(us_throttle->lock);
+	return answer;
+}
+
+/*
+ * us_login_abandon
+ *		The attempt ended in an error: let it go, uncounted (it gave no
+ *		answer).
+ */
+void
+us_login_abandon(void)
+{
+	us_login_abandon_now();
 }
 
 /*

@@ -19,8 +19,9 @@
 extern void us_login_throttle_init(void);
 extern bool us_login_state_available(void);
 extern bool us_login_throttle_active(void);
-extern bool us_login_locked(const char *email);
-extern void us_login_failed(const char *email);
+extern bool us_login_begin(const char *email);
+extern bool us_login_end(bool succeeded);
+extern void us_login_abandon(void);
 extern bool us_login_reset(const char *email);
 extern bool us_login_state(const char *email, int32 *failures,
 						   TimestampTz *window_start, TimestampTz *locked_until);

@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "common/cryptohash.h"
 #include "mb/pg_wchar.h"
 #include "access/tableam.h"
@@ -176,11 +177,18 @@ configure_shard(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shard must be between 0 and shard_count - 1")));
 
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("configure_shard must run in a READ COMMITTED transaction"),
+				 errdetail("It checks every user committed before it locked the table.")));
+
 	us_spi_begin(&saved);
 	LockRelationOid(us_catalog()->users_relid, ShareRowExclusiveLock);
 	args[0] = Int64GetDatum(count);
 	args[1] = Int64GetDatum(shard);
-	us_spi_run(&us_foreign_id, args, NULL, true, 1);
+	/* read-write: a snapshot taken now, after the lock, sees every user */
+	us_spi_run(&us_foreign_id, args, NULL, false, 1);
 	if (SPI_processed > 0)
 	{
 		bool		isnull;

@@ -540,7 +540,7 @@ us_user_verify(Datum email_datum, text *password)
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
 	UsPhc		phc;
-	bool		ok;
+	volatile bool ok = false;
 
 	pwd = VARDATA_ANY(password);
 	pwdlen = VARSIZE_ANY_EXHDR(password);
@@ -560,30 +560,37 @@ us_user_verify(Datum email_datum, text *password)
 
 	/* locked out: no lookup, no hashing, whether the user exists or not */
 	key = us_lower_email(email);
-	if (us_login_locked(key))
+	if (!us_login_begin(key))
 		return false;
 
-	if (!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))
+	PG_TRY();
 	{
-		us_password_dummy_work(pwd, pwdlen);
-		us_login_failed(key);
-		return false;
+		if (!us_fetch_by_email(email, GetActiveSnapshot(), values, nulls))
+		{
+			us_password_dummy_work(pwd, pwdlen);
+			ok = false;
+		}
+		else
+		{
+			stored = TextDatumGetCString(values[Anum_users_password_hash - 1]);
+			if (!us_phc_parse(stored, &phc))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("password hash of user " INT64_FORMAT " is not an argon2 PHC string",
+								DatumGetInt64(values[Anum_users_id - 1]))));
+			ok = us_password_verify(&phc, pwd, pwdlen);
+		}
 	}
-
-	stored = TextDatumGetCString(values[Anum_users_password_hash - 1]);
-	if (!us_phc_parse(stored, &phc))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("password hash of user " INT64_FORMAT " is not an argon2 PHC string",
-						DatumGetInt64(values[Anum_users_id - 1]))));
-
-	ok = us_password_verify(&phc, pwd, pwdlen);
-	if (!ok)
+	PG_CATCH();
 	{
-		us_login_failed(key);
-		return false;
+		us_login_abandon();
+		PG_RE_THROW();
 	}
-	us_login_reset(key);
+	PG_END_TRY();
+
+	/* false also when a concurrent burst locked the email meanwhile */
+	if (!us_login_end(ok) || !ok)
+		return false;
 
 	if (!us_phc_is_current(&phc) && !RecoveryInProgress() && !XactReadOnly)
 	{

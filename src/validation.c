@@ -45,7 +45,8 @@ us_trimmed(text *t)
  *		looked up: "jos\u00e9" typed composed or decomposed is one address, as
  *		PostgreSQL's normalize(email, NFC) would make it.  Only in a UTF-8
  *		database (PostgreSQL normalizes nothing in other encodings); ASCII
- *		is NFC already.  Returns s itself when it is normalized.
+ *		is NFC already.  Returns s itself when it is normalized, or longer
+ *		than any email can be.
  */
 char *
 us_nfc(char *s)
@@ -59,6 +60,9 @@ us_nfc(char *s)
 	int			n;
 
 	if (GetDatabaseEncoding() != PG_UTF8)
+		return s;
+	/* longer than any email: the caller refuses it on its length anyway */
+	if (strlen(s) > US_EMAIL_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN)
 		return s;
 	for (p = s; *p; p++)
 		if (IS_HIGHBIT_SET(*p))

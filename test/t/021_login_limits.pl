@@ -187,6 +187,54 @@ $node->reload;
 $node->poll_query_until('postgres', "SELECT current_setting('user_service.max_concurrent_hashes') = '0'");
 is(storm(), 0, 'with the cap off, nobody queues');
 
+# A burst of concurrent attempts gets login_max_failures guesses, not one
+# per connection: attempts in flight count against the limit.  Three wrong
+# attempts queue for the only hashing place (two sessions keep it busy
+# with slow hashes);
+# a fourth, with the right password, is refused at once (it used to queue,
+# then reset the lockout the three had set and answer true).
+$node->append_conf('postgresql.conf', q{
+user_service.max_concurrent_hashes = 1
+user_service.login_max_failures = 3
+user_service.argon2_memory_kib = 131072
+});
+$node->reload;
+$node->poll_query_until('postgres', "SELECT current_setting('user_service.login_max_failures') = '3'");
+$node->safe_psql('postgres', q{SELECT * FROM user_service.create_user('Burst', 'burst@example.com', 'burst password')});
+# (the holders set passwords: hashing that the throttle does not count)
+my @hold;
+for (1 .. 2)
+{
+	push @hold, $node->background_psql('postgres', on_error_stop => 0);
+	$hold[-1]->query_until(qr/started/, q{
+		\echo started
+		SELECT count(*) FROM (SELECT user_service.set_password(1, 'holding password ' || i)
+		                        FROM generate_series(1, 8) i) s;
+	});
+}
+my @burst;
+for my $i (1 .. 3)
+{
+	push @burst, $node->background_psql('postgres', on_error_stop => 0);
+	$burst[-1]->query_until(qr/started/, q{
+		\echo started
+		SELECT user_service.verify_password('burst@example.com', 'wrong password');
+	});
+}
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 3 FROM pg_stat_activity
+	 WHERE query LIKE '%verify_password(%' AND wait_event = 'Extension' AND pid <> pg_backend_pid()
+	   AND query NOT LIKE '%generate_series%'})
+  or die 'the burst did not queue';
+is($node->safe_psql('postgres', "SELECT user_service.verify_password('burst\@example.com', 'burst password')"),
+	'f', 'with three attempts in flight, a fourth is refused, even with the right password');
+$_->quit for @burst;
+$_->quit for @hold;
+is($node->safe_psql('postgres', "SELECT locked_until IS NOT NULL FROM user_service.login_throttle('burst\@example.com')"),
+	't', 'the three wrong ones locked the email out');
+is($node->safe_psql('postgres', "SELECT user_service.verify_password('burst\@example.com', 'burst password')"),
+	'f', 'and the right password is refused until the lockout passes');
+
 # Without shared_preload_libraries nothing is throttled, and the state
 # functions say why.
 my $plain = PostgreSQL::Test::Cluster->new('limits_plain');

@@ -96,6 +96,32 @@ like(error_of('postgres', 'SELECT user_service.configure_shard(1, 2)'),
 	'configure_shard refuses users of other shards');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM user_service.shard_config'), '0', '... and changes nothing');
 
+# configure_shard waits for the writers of users and then sees what they
+# committed: a user of shard 0 inserted by a transaction that commits while
+# it waits makes it refuse (it used to check with the snapshot it started
+# with, and succeed).
+$node->safe_psql('postgres', 'CREATE DATABASE race');
+$node->safe_psql('race', 'CREATE EXTENSION user_service');
+my $writer = $node->background_psql('race');
+$writer->query_safe(q{BEGIN; INSERT INTO user_service.users (id, name, email, password_hash)
+	OVERRIDING SYSTEM VALUE VALUES (8, 'Late', 'late@example.com', 'x')});
+my $configurer = $node->background_psql('race', on_error_stop => 0);
+$configurer->query_until(qr/started/, q{
+	\echo started
+	SELECT user_service.configure_shard(1, 4);
+	\echo done
+});
+$node->poll_query_until('race', q{
+	SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%configure_shard%' AND wait_event_type = 'Lock'})
+  or die 'configure_shard did not wait for the writer';
+$writer->query_safe('COMMIT');
+$writer->quit;
+$configurer->query_until(qr/done/, '');
+like($configurer->{stderr}, qr/the users of this database do not all have ids of shard 1 of 4/,
+	'configure_shard sees a user committed while it waited, and refuses');
+$configurer->quit;
+is($node->safe_psql('race', 'SELECT count(*) FROM user_service.shard_config'), '0', '... configuring nothing');
+
 # The routing hash is the documented SQL formula, for every form of an
 # email the extension takes as the same address.
 $node->safe_psql('postgres',
