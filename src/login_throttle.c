@@ -7,7 +7,9 @@
  * one email within user_service.login_failure_window, verify_password
  * answers false for that email, even with the right password, until
  * user_service.login_lockout has passed; a success resets the email's
- * count.  Emails that have no user are counted and locked exactly the same
+ * count.  An attempt is let through (us_login_begin) only while the
+ * failures and the attempts in flight are below the limit, so concurrent
+ * attempts get no more guesses than consecutive ones.  Emails that have no user are counted and locked exactly the same
  * way, so neither the answers nor their timing tell whether an account
  * exists.
  *
@@ -23,8 +25,9 @@
  * and start from zero when the server restarts.
  *
  * When the table is full, an insert first drops every entry whose window
- * and lockout are over, and if none is, the one idle longest that is not
- * locked (or else the one whose lockout ends first).  Flooding it with
+ * and lockout are over and every one that holds a single failure, and if
+ * none is, the one idle longest that is not locked (or else the one whose
+ * lockout ends first).  Flooding it with
  * fresh emails to push out an account's entry costs the attacker a full
  * table of failed hashes (65,536 by default, minutes of the server's
  * hashing) for each login_max_failures guesses.
