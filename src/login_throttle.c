@@ -41,7 +41,6 @@
 
 #include <limits.h>
 
-#include "common/cryptohash.h"
 #include "miscadmin.h"
 #include "port.h"
 #include "storage/ipc.h"
@@ -52,6 +51,7 @@
 #include "utils/timestamp.h"
 
 #include "login_throttle.h"
+#include "password.h"
 
 /* GUC variables, named after their GUCs. */
 static int	user_service_login_max_failures = 10;
@@ -198,18 +198,10 @@ us_login_throttle_active(void)
 static void
 us_throttle_key(const char *email, UsThrottleKey *key)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	uint8		digest[32];
+	uint8		digest[US_SHA256_BYTES];
 
-	if (ctx == NULL ||
-		pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, us_throttle->secret, sizeof(us_throttle->secret)) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) email, strlen(email)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not hash an email for the login throttle")));
-	pg_cryptohash_free(ctx);
+	us_sha256(us_throttle->secret, sizeof(us_throttle->secret),
+			  (const uint8 *) email, strlen(email), digest);
 	memcpy(key->bytes, digest, sizeof(key->bytes));
 	explicit_bzero(digest, sizeof(digest));
 }
@@ -269,9 +261,13 @@ us_throttle_make_room(TimestampTz now)
 static bool us_pending = false;
 static UsThrottleKey us_pending_key;
 
-/* release the pending attempt without counting it (an error, an exit) */
-static void
-us_login_abandon_now(void)
+/*
+ * us_login_abandon
+ *		The attempt let through ended in an error, or the process exits: let
+ *		it go, uncounted (it gave no answer).
+ */
+void
+us_login_abandon(void)
 {
 	UsThrottleEntry *e;
 
@@ -288,7 +284,7 @@ us_login_abandon_now(void)
 static void
 us_login_at_exit(int code, Datum arg)
 {
-	us_login_abandon_now();
+	us_login_abandon();
 }
 
 /*
@@ -315,7 +311,7 @@ us_login_begin(const char *email)
 		before_shmem_exit(us_login_at_exit, (Datum) 0);
 		exit_hook = true;
 	}
-	us_login_abandon_now();		/* one left behind: not expected */
+	us_login_abandon();		/* one left behind: not expected */
 	us_throttle_key(email, &us_pending_key);
 	now = GetCurrentTimestamp();
 
@@ -409,20 +405,9 @@ us_login_end(bool succeeded)
 }
 
 /*
- * us_login_abandon
- *		The attempt ended in an error: let it go, uncounted (it gave no
- *		answer).
- */
-void
-us_login_abandon(void)
-{
-	us_login_abandon_now();
-}
-
-/*
  * us_login_reset
- *		Forget the email's failures and lockout (a successful login, or a
- *		DBA's reset).  True when there was something to forget.
+ *		Forget the email's failures and lockout (reset_login_throttle).
+ *		True when there was something to forget.
  */
 bool
 us_login_reset(const char *email)

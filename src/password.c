@@ -34,6 +34,7 @@
 #include <limits.h>
 
 #include "common/base64.h"
+#include "common/cryptohash.h"
 #include "port.h"
 #include "utils/guc.h"
 
@@ -573,4 +574,26 @@ us_forget_password(text *copy)
 {
 	if (copy != NULL)
 		explicit_bzero(copy, VARSIZE_ANY(copy));
+}
+
+/*
+ * us_sha256
+ *		SHA-256 of prefix (may be empty) followed by data, with PostgreSQL's
+ *		cryptohash (OpenSSL), into out[US_SHA256_BYTES]: the login
+ *		throttle's keys and email_hash.
+ */
+void
+us_sha256(const uint8 *prefix, size_t prefixlen, const uint8 *data, size_t len, uint8 *out)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL ||
+		pg_cryptohash_init(ctx) < 0 ||
+		(prefixlen > 0 && pg_cryptohash_update(ctx, prefix, prefixlen) < 0) ||
+		pg_cryptohash_update(ctx, data, len) < 0 ||
+		pg_cryptohash_final(ctx, out, US_SHA256_BYTES) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("SHA-256 failed")));
+	pg_cryptohash_free(ctx);
 }

@@ -33,4 +33,8 @@ extern bool us_phc_is_current(const UsPhc *phc);
 extern void us_password_dummy_work(const char *password, size_t len);
 extern void us_forget_password(text *copy);
 
+#define US_SHA256_BYTES	32
+extern void us_sha256(const uint8 *prefix, size_t prefixlen, const uint8 *data, size_t len,
+					  uint8 *out);
+
 #endif							/* US_PASSWORD_H */

@@ -139,7 +139,8 @@ us_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	if (prev_post_parse_analyze_hook)
 		prev_post_parse_analyze_hook(pstate, query, jstate);
-	if (IsTransactionState() && OidIsValid(MyDatabaseId))
+	/* once found, kept (a DROP EXTENSION leaves it redacting, the safe way) */
+	if (us_database_has_extension != 1 && IsTransactionState() && OidIsValid(MyDatabaseId))
 		us_database_has_extension =
 			OidIsValid(get_namespace_oid("user_service", true)) ? 1 : 0;
 }

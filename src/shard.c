@@ -26,7 +26,6 @@
 
 #include "access/table.h"
 #include "access/xact.h"
-#include "common/cryptohash.h"
 #include "mb/pg_wchar.h"
 #include "access/tableam.h"
 #include "executor/tuptable.h"
@@ -35,6 +34,7 @@
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
+#include "password.h"
 #include "shard.h"
 #include "user_ops.h"
 
@@ -44,9 +44,9 @@ PG_FUNCTION_INFO_V1(email_hash);
 #define US_MAX_SHARDS	65536
 
 static UsStatement us_shard_state = {
-	"SELECT c.shard_count, c.shard, (SELECT max(u.id) FROM user_service.users u),"
+	"SELECT (SELECT max(u.id) FROM user_service.users u),"
 	"       CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END"
-	"  FROM user_service.shard_config c, user_service.users_id_seq s",
+	"  FROM user_service.users_id_seq s",
 	0
 };
 
@@ -68,27 +68,21 @@ static UsStatement us_set_config = {
 
 /*
  * us_shard_check_data
- *		For a configured shard, 55000 unless its users and sequence agree
- *		with its configuration (see above).  Call inside SPI.
+ *		55000 unless the users and the sequence agree with this place (see
+ *		above).  Call inside SPI.
  */
 static void
-us_shard_check_data(void)
+us_shard_check_data(int64 count, int64 shard)
 {
 	bool		isnull;
-	int64		count;
-	int64		shard;
 	int64		max_id;
 	int64		next_n;
 
 	us_spi_run(&us_shard_state, NULL, NULL, true, 1);
-	if (SPI_processed == 0)
-		return;					/* shard 0 of 1 */
-	count = DatumGetInt32(us_spi_value(0, 1, &isnull));
-	shard = DatumGetInt32(us_spi_value(0, 2, &isnull));
-	max_id = DatumGetInt64(us_spi_value(0, 3, &isnull));
+	max_id = DatumGetInt64(us_spi_value(0, 1, &isnull));
 	if (isnull)
 		return;					/* no users yet */
-	next_n = DatumGetInt64(us_spi_value(0, 4, &isnull));
+	next_n = DatumGetInt64(us_spi_value(0, 2, &isnull));
 
 	if (max_id % count != shard)
 		ereport(ERROR,
@@ -111,36 +105,49 @@ us_shard_check_data(void)
 }
 
 /*
- * us_shard_check
- *		Before a user is created: the check above, as the tables' owner.
+ * us_shard_place
+ *		Before a user is created: this database's place (shard 0 of 1
+ *		without a configuration, or under a schema before 1.3), read
+ *		straight from shard_config, and for a configured shard the check
+ *		above, as the tables' owner.  The new id is n * count + shard.
  */
 void
-us_shard_check(void)
+us_shard_place(int64 *count, int64 *shard)
 {
-	UsSavedUser saved;
 	Oid			relid = us_catalog()->shard_config_relid;
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	bool		configured;
 
+	*count = 1;
+	*shard = 0;
 	if (!OidIsValid(relid))
-		return;					/* a schema before 1.3: shard 0 of 1 */
+		return;
 
-	/* the common case, no configuration, without a query */
 	rel = table_open(relid, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
 	configured = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	if (configured)
+	{
+		bool		isnull;
+
+		*shard = DatumGetInt32(slot_getattr(slot, 1, &isnull));
+		*count = DatumGetInt32(slot_getattr(slot, 2, &isnull));
+	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
-	if (!configured)
-		return;
 
-	us_spi_begin(&saved);
-	us_shard_check_data();
-	us_spi_end(&saved);
+	if (configured)
+	{
+		UsSavedUser saved;
+
+		us_spi_begin(&saved);
+		us_shard_check_data(*count, *shard);
+		us_spi_end(&saved);
+	}
 }
 
 /*
@@ -228,23 +235,14 @@ email_hash(PG_FUNCTION_ARGS)
 {
 	char	   *key;
 	char	   *utf8;
-	pg_cryptohash_ctx *ctx;
-	uint8		digest[32];
+	uint8		digest[US_SHA256_BYTES];
 	uint32		h;
 
 	us_arg_not_null(fcinfo, 0, "email");
 	key = us_email_key(PG_GETARG_TEXT_PP(0));
 	utf8 = pg_server_to_any(key, strlen(key), PG_UTF8);
 
-	ctx = pg_cryptohash_create(PG_SHA256);
-	if (ctx == NULL ||
-		pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) utf8, strlen(utf8)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not hash an email")));
-	pg_cryptohash_free(ctx);
+	us_sha256(NULL, 0, (const uint8 *) utf8, strlen(utf8), digest);
 
 	h = ((uint32) digest[0] << 24) | ((uint32) digest[1] << 16) |
 		((uint32) digest[2] << 8) | (uint32) digest[3];

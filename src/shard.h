@@ -10,6 +10,6 @@
 
 #include "us_common.h"
 
-extern void us_shard_check(void);
+extern void us_shard_place(int64 *count, int64 *shard);
 
 #endif							/* US_SHARD_H */

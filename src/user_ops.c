@@ -55,22 +55,15 @@
 #define US_UPDATED_AT "GREATEST(pg_catalog.now(), created_at)"
 
 /*
- * The id names the shard: n * shard_count + shard, n from the identity
- * sequence (shard.c); without a configuration, n itself.
+ * The id names the shard: n * shard_count ($4) + shard ($5), n from the
+ * identity sequence (shard.c); without a configuration, n itself.
  */
-static UsStatement us_insert_user_unsharded = {	/* schemas before 1.3 */
-	"INSERT INTO user_service.users (name, email, password_hash)"
-	" VALUES ($1, $2, $3)" US_RETURNING_USER_INFO,
-	3, {TEXTOID, TEXTOID, TEXTOID}
-};
-
 static UsStatement us_insert_user = {
 	"INSERT INTO user_service.users (id, name, email, password_hash) OVERRIDING SYSTEM VALUE"
-	" SELECT pg_catalog.nextval('user_service.users_id_seq'::pg_catalog.regclass)"
-	"        OPERATOR(pg_catalog.*) c.n OPERATOR(pg_catalog.+) c.k, $1, $2, $3"
-	"   FROM (SELECT coalesce(max(shard_count), 1)::int8 AS n, coalesce(max(shard), 0)::int8 AS k"
-	"           FROM user_service.shard_config) c" US_RETURNING_USER_INFO,
-	3, {TEXTOID, TEXTOID, TEXTOID}
+	" VALUES (pg_catalog.nextval('user_service.users_id_seq'::pg_catalog.regclass)"
+	"         OPERATOR(pg_catalog.*) $4 OPERATOR(pg_catalog.+) $5, $1, $2, $3)"
+	US_RETURNING_USER_INFO,
+	5, {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID}
 };
 
 static UsStatement us_update_user = {
@@ -345,21 +338,23 @@ us_user_insert(text *name, text *email, text *password, const char *hash,
 {
 	char	   *vname = us_valid_name(name);
 	char	   *vemail = us_valid_email(email);
-	Datum		args[3];
+	Datum		args[5];
+	int64		shard_count;
+	int64		shard;
 
 	if (password)
 		us_check_password(password);
 	us_check_email_free(vemail, 0);
-	us_shard_check();
+	us_shard_place(&shard_count, &shard);
 	if (password)
 		hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
 
 	args[0] = CStringGetTextDatum(vname);
 	args[1] = CStringGetTextDatum(vemail);
 	args[2] = CStringGetTextDatum(hash);
-	if (us_execute(OidIsValid(us_catalog()->shard_config_relid) ?
-				   &us_insert_user : &us_insert_user_unsharded,
-				   args, NULL, values, nulls) != 1)
+	args[3] = Int64GetDatum(shard_count);
+	args[4] = Int64GetDatum(shard);
+	if (us_execute(&us_insert_user, args, NULL, values, nulls) != 1)
 		elog(ERROR, "insert into user_service.users returned no row");
 }
 
@@ -589,7 +584,7 @@ us_user_verify(Datum email_datum, text *password)
 	PG_END_TRY();
 
 	/* false also when a concurrent burst locked the email meanwhile */
-	if (!us_login_end(ok) || !ok)
+	if (!us_login_end(ok))
 		return false;
 
 	if (!us_phc_is_current(&phc) && !RecoveryInProgress() && !XactReadOnly)
