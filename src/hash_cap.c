@@ -114,7 +114,7 @@ us_hash_cap_init(void)
  * us_hash_cap_limit
  *		The cap in force: 0 for none.
  */
-int
+static int
 us_hash_cap_limit(void)
 {
 	if (us_hash_cap == NULL)
@@ -191,14 +191,4 @@ us_hash_end(void)
 {
 	pg_atomic_fetch_sub_u32(&us_hash_cap->running, 1);
 	ConditionVariableSignal(&us_hash_cap->freed);
-}
-
-/*
- * us_hash_running
- *		How many hashes hold a place now (0 without shared memory).
- */
-int
-us_hash_running(void)
-{
-	return us_hash_cap ? (int) pg_atomic_read_u32(&us_hash_cap->running) : 0;
 }

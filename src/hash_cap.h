@@ -11,9 +11,7 @@
 #include "us_common.h"
 
 extern void us_hash_cap_init(void);
-extern int	us_hash_cap_limit(void);
 extern bool us_hash_begin(void);
 extern void us_hash_end(void);
-extern int	us_hash_running(void);
 
 #endif							/* US_HASH_CAP_H */

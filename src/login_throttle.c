@@ -188,7 +188,7 @@ us_login_state_available(void)
  * us_login_throttle_active
  *		Is there a throttle (shared memory, and login_max_failures > 0)?
  */
-bool
+static bool
 us_login_throttle_active(void)
 {
 	return us_throttle_table != NULL && user_service_login_max_failures > 0;

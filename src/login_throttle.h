@@ -18,7 +18,6 @@
 
 extern void us_login_throttle_init(void);
 extern bool us_login_state_available(void);
-extern bool us_login_throttle_active(void);
 extern bool us_login_begin(const char *email);
 extern bool us_login_end(bool succeeded);
 extern void us_login_abandon(void);
