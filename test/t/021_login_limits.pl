@@ -192,10 +192,12 @@ is(storm(), 0, 'with the cap off, nobody queues');
 # attempts queue for the only hashing place (two sessions keep it busy
 # with slow hashes);
 # a fourth, with the right password, is refused at once (it used to queue,
-# then reset the lockout the three had set and answer true).
+# then reset the lockout the three had set and answer true).  The lockout
+# is long here: the slow hashes may take seconds on a loaded machine.
 $node->append_conf('postgresql.conf', q{
 user_service.max_concurrent_hashes = 1
 user_service.login_max_failures = 3
+user_service.login_lockout = '1h'
 user_service.argon2_memory_kib = 131072
 });
 $node->reload;
