@@ -7,7 +7,7 @@
 # `make installcheck` runs the same three suites; each starts its own
 # temporary, preloaded instance (--temp-instance), so no server is needed.
 
-EXTENSION = user_service
+EXTENSION = user_service user_service_proxy
 MODULE_big = user_service
 OBJS = \
 	src/user_service.o \
@@ -21,6 +21,9 @@ OBJS = \
 	src/user_ops.o \
 	src/user_count.o \
 	src/shard.o \
+	src/email_claims.o \
+	src/cluster.o \
+	src/proxy.o \
 	src/users.o \
 	src/user_list.o \
 	src/batch_kinds.o \
@@ -31,7 +34,7 @@ OBJS = \
 	src/launcher.o \
 	src/worker.o
 DATA = user_service--1.0.sql user_service--1.0--1.1.sql user_service--1.1--1.2.sql \
-	user_service--1.2--1.3.sql
+	user_service--1.2--1.3.sql user_service_proxy--1.3.sql
 
 SHLIB_LINK += -largon2 -lsodium
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers

@@ -134,3 +134,97 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION user_service.email_hash(text) IS
     'routing hash of an email: first 4 bytes of sha256(lower(normalize(btrim(email), NFC))) as int; home shard = email_hash & (shard_count - 1)';
 REVOKE ALL ON FUNCTION user_service.email_hash(text) FROM PUBLIC;
+
+-- Emails whose home is this shard (email_hash & (shard_count - 1)) held by
+-- users of other shards, who changed their email to one of this shard's
+-- (src/email_claims.c).  Creates, updates and imports here refuse a claimed
+-- email as if a user here had it.  Written by a router
+-- (user_service_proxy) through the functions below; dumped with the data.
+CREATE TABLE user_service.email_claims (
+    email_key  text        PRIMARY KEY,
+    user_id    bigint      NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE user_service.email_claims IS
+    'emails whose home is this shard held by users of other shards (written by a router)';
+COMMENT ON INDEX user_service.email_claims_pkey IS 'one claim per email';
+SELECT pg_catalog.pg_extension_config_dump('user_service.email_claims', '');
+
+CREATE FUNCTION user_service.claim_email(email text, user_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'claim_email'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.claim_email(text, bigint) IS
+    'hold an email whose home is this shard for user_id of another shard (true: newly); 23505 when taken';
+REVOKE ALL ON FUNCTION user_service.claim_email(text, bigint) FROM PUBLIC;
+
+CREATE FUNCTION user_service.release_email_claim(email text, user_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'release_email_claim'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.release_email_claim(text, bigint) IS
+    'drop user_id''s claim on an email; false when it held none';
+REVOKE ALL ON FUNCTION user_service.release_email_claim(text, bigint) FROM PUBLIC;
+
+CREATE FUNCTION user_service.email_claim(email text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'email_claim'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION user_service.email_claim(text) IS
+    'the user of another shard holding this email, or NULL';
+REVOKE ALL ON FUNCTION user_service.email_claim(text) FROM PUBLIC;
+
+CREATE FUNCTION user_service.email_key(email text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'email_key'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION user_service.email_key(text) IS
+    'an email as the extension compares emails: trimmed, NFC, lower-cased';
+REVOKE ALL ON FUNCTION user_service.email_key(text) FROM PUBLIC;
+
+-- Claims older than a time, for a router's reconciler (claims left behind
+-- by an interrupted email change).
+CREATE FUNCTION user_service.email_claims_before(before timestamptz)
+RETURNS TABLE (email_key text, user_id bigint, claimed_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.email_key, c.user_id, c.claimed_at
+      FROM user_service.email_claims c
+     WHERE c.claimed_at < $1
+     ORDER BY c.email_key
+$$;
+COMMENT ON FUNCTION user_service.email_claims_before(timestamptz) IS
+    'the email claims made before a time (for a router''s reconcile_email_claims)';
+REVOKE ALL ON FUNCTION user_service.email_claims_before(timestamptz) FROM PUBLIC;
+
+-- What a router merges to find a numbered page over its shards: this
+-- shard's exact total and its first page * per_page ids, from one
+-- snapshot.  page and per_page are checked as list_users checks them (with
+-- its errors).
+CREATE FUNCTION user_service.user_ids(page int, per_page int,
+                                      OUT total bigint, OUT ids bigint[])
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT l.total
+              FROM user_service.list_users(CASE WHEN $1 >= 1 THEN 1 ELSE $1 END, $2) l),
+           ARRAY(SELECT u.id FROM user_service.users u
+                  ORDER BY u.id LIMIT COALESCE(GREATEST($1::bigint * $2, 0), 0))
+$$;
+COMMENT ON FUNCTION user_service.user_ids(int, int) IS
+    'this shard''s exact total and its first page * per_page ids (a router''s numbered pages)';
+REVOKE ALL ON FUNCTION user_service.user_ids(int, int) FROM PUBLIC;
+
+-- The users with these ids, in id order (a router's second step of a
+-- numbered page).
+CREATE FUNCTION user_service.get_users(ids bigint[])
+RETURNS SETOF user_service.user_info
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.id, u.name, u.email, u.created_at, u.updated_at
+      FROM user_service.users u
+     WHERE u.id OPERATOR(pg_catalog.=) ANY ($1)
+     ORDER BY u.id
+$$;
+COMMENT ON FUNCTION user_service.get_users(bigint[]) IS
+    'the users with these ids, in id order (a router''s numbered pages)';
+REVOKE ALL ON FUNCTION user_service.get_users(bigint[]) FROM PUBLIC;

@@ -52,6 +52,8 @@ us_catalog_invalidate(Datum arg, Oid relid)
 	/* under a schema older than 1.3, any new relation may be shard_config */
 	if (relid == InvalidOid || !OidIsValid(us_cat.shard_config_relid) ||
 		relid == us_cat.shard_config_relid ||
+		relid == us_cat.email_claims_relid ||
+		relid == us_cat.email_claims_pkey_relid ||
 		relid == us_cat.users_relid ||
 		relid == us_cat.users_pkey_relid ||
 		relid == us_cat.users_email_relid ||
@@ -110,6 +112,8 @@ us_catalog(void)
 	cat.count_deltas_relid = us_lookup_rel("user_count_deltas", cat.namespace_oid);
 	/* 1.3 on: InvalidOid under an older schema */
 	cat.shard_config_relid = get_relname_relid("shard_config", cat.namespace_oid);
+	cat.email_claims_relid = get_relname_relid("email_claims", cat.namespace_oid);
+	cat.email_claims_pkey_relid = get_relname_relid("email_claims_pkey", cat.namespace_oid);
 	cat.user_info_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 										  CStringGetDatum("user_info"),
 										  ObjectIdGetDatum(cat.namespace_oid));

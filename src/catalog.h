@@ -26,6 +26,8 @@ typedef struct UsCatalog
 	Oid			users_email_relid;	/* unique index on lower(email) */
 	Oid			count_deltas_relid;
 	Oid			shard_config_relid; /* InvalidOid before 1.3 */
+	Oid			email_claims_relid; /* InvalidOid before 1.3 */
+	Oid			email_claims_pkey_relid;
 	Oid			user_info_typid;
 	Oid			owner;			/* owner of user_service.users */
 } UsCatalog;

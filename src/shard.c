@@ -31,6 +31,7 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/builtins.h"
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
@@ -40,6 +41,7 @@
 
 PG_FUNCTION_INFO_V1(configure_shard);
 PG_FUNCTION_INFO_V1(email_hash);
+PG_FUNCTION_INFO_V1(email_key);
 
 #define US_MAX_SHARDS	65536
 
@@ -247,4 +249,16 @@ email_hash(PG_FUNCTION_ARGS)
 	h = ((uint32) digest[0] << 24) | ((uint32) digest[1] << 16) |
 		((uint32) digest[2] << 8) | (uint32) digest[3];
 	PG_RETURN_INT32((int32) h);
+}
+
+/*
+ * email_key(email text) RETURNS text
+ *		An email as the extension compares emails (trimmed, NFC,
+ *		lower-cased): equal keys are the same address.
+ */
+Datum
+email_key(PG_FUNCTION_ARGS)
+{
+	us_arg_not_null(fcinfo, 0, "email");
+	PG_RETURN_TEXT_P(cstring_to_text(us_email_key(PG_GETARG_TEXT_PP(0))));
 }

@@ -9,13 +9,18 @@
  *
  *	 user_service.c		_PG_init, which calls each subsystem's init
  *	 launcher.c worker.c	the background processes (workers.h)
- *	 users.c user_list.c batches.c
- *						the SQL-callable functions
+ *	 users.c user_list.c batches.c cluster.c
+ *						the SQL-callable functions (cluster.c: what a
+ *						router calls on its shards)
+ *	 proxy.c			the API functions of a router (user_service_proxy),
+ *						which reach the shards through PL/Proxy
  *	 batch_kinds.c batch_submit.c batch_run.c batch_housekeeping.c
  *						the batch engine (batch.h)
  *	 user_ops.c validation.c user_count.c
  *						operations on users (user_ops.h)
  *	 shard.c			the database's place among shards (shard.h)
+ *	 email_claims.c		emails of this shard's home held by users of other
+ *						shards (email_claims.h)
  *	 login_throttle.c	failed-login counts in shared memory
  *						(login_throttle.h)
  *	 password.c			argon2 and PHC strings (password.h)

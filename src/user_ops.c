@@ -39,6 +39,7 @@
 #include "utils/typcache.h"
 
 #include "catalog.h"
+#include "email_claims.h"
 #include "login_throttle.h"
 #include "password.h"
 #include "shard.h"
@@ -191,30 +192,82 @@ us_fetch_by_email(const char *email, Snapshot snapshot,
 }
 
 /*
+ * us_email_taken
+ *		The one error of an email in use, whatever found it (a lookup, a
+ *		claim of another shard's user, the unique index in a race).
+ */
+void
+us_email_taken(const char *email)
+{
+	Oid			relid = us_catalog()->users_relid;
+	Relation	rel = relation_open(relid, AccessShareLock);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("a user with email \"%s\" already exists", email),
+			 errdetail("Email addresses are unique regardless of case."),
+			 errtableconstraint(rel, "users_email_key")));
+}
+
+/*
  * us_check_email_free
- *		23505 when another user than except_id has this email in any case.
- *		This gives the common case a clean message and spares the argon2 work;
- *		the unique index still decides races.  SnapshotSelf sees what the
- *		index would: committed rows and this transaction's own.
+ *		23505 when another user than except_id has this email in any case,
+ *		here or (a claim, see email_claims.c) on another shard.  This gives
+ *		the common case a clean message and spares the argon2 work; the
+ *		unique index still decides races among this database's users.
+ *		SnapshotSelf sees what the index would: committed rows and this
+ *		transaction's own.  The claim lock is held to the end of the
+ *		transaction, so that no claim of the email slips in before our row.
  */
 static void
 us_check_email_free(const char *email, int64 except_id)
 {
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
+	char	   *key = us_lower_email(email);
 
+	if (us_claims_lock(key))
+	{
+		int64		owner = us_claim_owner(key);
+
+		if (owner != 0 && owner != except_id)
+			us_email_taken(email);
+	}
 	if (us_fetch_by_email(email, SnapshotSelf, values, nulls) &&
 		DatumGetInt64(values[Anum_users_id - 1]) != except_id)
-	{
-		/* already locked by the lookup */
-		Relation	rel = table_open(us_catalog()->users_relid, NoLock);
+		us_email_taken(email);
+}
 
+/*
+ * us_user_claim_email
+ *		On the email's home shard: hold the email for user_id, a user of
+ *		another shard (see email_claims.c).  23505 when a user here has it
+ *		or another user holds it.  True when the claim is new, false when
+ *		user_id held it already.
+ */
+bool
+us_user_claim_email(text *email, int64 user_id)
+{
+	char	   *vemail = us_valid_email(email);
+	char	   *key = us_lower_email(vemail);
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+	int64		owner;
+
+	if (!us_claims_lock(key))
 		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("a user with email \"%s\" already exists", email),
-				 errdetail("Email addresses are unique regardless of case."),
-				 errtableconstraint(rel, "users_email_key")));
-	}
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("user_service is older than 1.3 here"),
+				 errhint("Run ALTER EXTENSION user_service UPDATE.")));
+	if (us_fetch_by_email(vemail, SnapshotSelf, values, nulls))
+		us_email_taken(vemail);
+	owner = us_claim_owner(key);
+	if (owner != 0 && owner != user_id)
+		us_email_taken(vemail);
+	if (owner != 0)
+		return false;
+	us_claim_insert(key, user_id);
+	return true;
 }
 
 /*

@@ -35,6 +35,8 @@ extern char *us_email_key(text *t);
  * (Natts_users entries, see catalog.h).
  */
 extern void us_user_not_found(int64 id) pg_attribute_noreturn();
+extern void us_email_taken(const char *email) pg_attribute_noreturn();
+extern bool us_user_claim_email(text *email, int64 user_id);
 extern TupleDesc us_user_info_desc(void);
 extern Datum us_user_info(TupleDesc desc, const Datum *values, const bool *nulls);
 extern bool us_user_get(int64 id, Datum *info);

@@ -6,7 +6,7 @@ PG_CONFIG=$PG_BINDIR/pg_config
 
 # Debian 12 packages the build, the tests and the demo need.
 US_PACKAGES="postgresql-15 postgresql-server-dev-15 libargon2-dev libsodium-dev libipc-run-perl
-             build-essential make gcc python3 python3-argon2 postgresql-15-cron
+             build-essential make gcc python3 python3-argon2 postgresql-15-cron postgresql-15-plproxy
              debhelper dpkg-dev fakeroot postgresql-server-dev-all"
 
 # Commands that must run as root: directly when we are root, else via sudo.

@@ -39,7 +39,8 @@ fail() {
 # Save the extension files installed now (say by `make install`), to put
 # them back once the package is removed.
 files=$(cd / && ls -d "${libdir#/}/user_service.so" "${libdir#/}"/bitcode/user_service* \
-    "${extdir#/}"/user_service.control "${extdir#/}"/user_service--*.sql 2>/dev/null || true)
+    "${extdir#/}"/user_service.control "${extdir#/}"/user_service--*.sql \
+    "${extdir#/}"/user_service_proxy.control "${extdir#/}"/user_service_proxy--*.sql 2>/dev/null || true)
 if [ -n "$files" ]; then
     # shellcheck disable=SC2086 # one path per word, none with blanks
     as_root tar -C / -cf "$tmp/before.tar" $files
@@ -107,13 +108,13 @@ else
     exit 1
 fi
 
-# dpkg -L lists the module, the control file and every SQL script of the
-# tree (a script missing from the Makefile's DATA would be missing here),
+# dpkg -L lists the module, the control files (the extension and its
+# router's, user_service_proxy) and every SQL script of the tree (a script missing from the Makefile's DATA would be missing here),
 # and dpkg -V finds the installed files as the package has them.
 listed=$(dpkg -L "$pkg")
 missing=()
-expect=("$libdir/user_service.so" "$extdir/user_service.control")
-for f in "$src"/user_service--*.sql; do expect+=("$extdir/${f##*/}"); done
+expect=("$libdir/user_service.so" "$extdir/user_service.control" "$extdir/user_service_proxy.control")
+for f in "$src"/user_service--*.sql "$src"/user_service_proxy--*.sql; do expect+=("$extdir/${f##*/}"); done
 for f in "${expect[@]}"; do
     grep -qxF "$f" <<<"$listed" || missing+=("$f")
 done
