@@ -228,3 +228,294 @@ $$;
 COMMENT ON FUNCTION user_service.get_users(bigint[]) IS
     'the users with these ids, in id order (a router''s numbered pages)';
 REVOKE ALL ON FUNCTION user_service.get_users(bigint[]) FROM PUBLIC;
+
+-- A batch submitted through a router: one part per shard under one handle
+-- (ids of the form n * shard_count + shard, from the shard that made it).
+-- A part is staged first (its items kept here, nothing runs), then
+-- released: submitted as an ordinary batch of this shard, as the role that
+-- submitted it through the router.  The first release is the point of no
+-- return: a router that finds any part of a handle released releases the
+-- rest, one that finds none discards them (reconcile_batches).  Items a
+-- router refused before staging (an email taken on another shard) are
+-- kept with their error in refused.  A released part is gone with its
+-- batch (batch_retention): reconcile_batches deletes its row.
+CREATE SEQUENCE user_service.cluster_batch_handles;
+COMMENT ON SEQUENCE user_service.cluster_batch_handles IS 'n of the handles n * shard_count + shard made here';
+SELECT pg_catalog.pg_extension_config_dump('user_service.cluster_batch_handles', '');
+
+CREATE TABLE user_service.cluster_batches (
+    handle       bigint      PRIMARY KEY,
+    batch_id     bigint,
+    kind         text        NOT NULL,
+    concurrency  int,
+    items        jsonb,
+    item_numbers int[]       NOT NULL,
+    refused      jsonb       NOT NULL DEFAULT '[]',
+    staged_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    released_at  timestamptz
+);
+CREATE INDEX cluster_batches_batch_id ON user_service.cluster_batches (batch_id);
+COMMENT ON TABLE user_service.cluster_batches IS
+    'this shard''s parts of batches submitted through a router (staged, then released as batch_id)';
+COMMENT ON INDEX user_service.cluster_batches_batch_id IS 'the part that is this batch';
+COMMENT ON INDEX user_service.cluster_batches_pkey IS 'one part per handle on a shard';
+SELECT pg_catalog.pg_extension_config_dump('user_service.cluster_batches', '');
+
+CREATE FUNCTION user_service.new_batch_handle()
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT nextval('user_service.cluster_batch_handles') * COALESCE(c.shard_count, 1)
+           + COALESCE(c.shard, 0)
+      FROM (SELECT) d LEFT JOIN user_service.shard_config c ON true
+$$;
+COMMENT ON FUNCTION user_service.new_batch_handle() IS
+    'a handle for a batch submitted through a router, unique in the cluster';
+
+-- The arrays are this shard's share of a submission: the items, their
+-- numbers in it, and for the ones the router refused "SQLSTATE message"
+-- (NULL for the others).
+CREATE FUNCTION user_service.stage_batch_part(handle bigint, kind text, items jsonb[],
+                                              item_numbers int[], refused text[],
+                                              concurrency int)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO user_service.cluster_batches (handle, kind, concurrency, items, item_numbers, refused)
+    SELECT $1, $2, $6,
+           (SELECT jsonb_agg(t.i ORDER BY t.o) FROM unnest($3, $5) WITH ORDINALITY t(i, r, o)
+             WHERE t.r IS NULL),
+           ARRAY(SELECT t.n FROM unnest($4, $5) WITH ORDINALITY t(n, r, o)
+                  WHERE t.r IS NULL ORDER BY t.o),
+           COALESCE((SELECT jsonb_agg(jsonb_build_object('item', t.n, 'sqlstate', left(t.r, 5),
+                                                         'error', substr(t.r, 7)) ORDER BY t.o)
+                       FROM unnest($4, $5) WITH ORDINALITY t(n, r, o) WHERE t.r IS NOT NULL), '[]')
+    RETURNING true
+$$;
+COMMENT ON FUNCTION user_service.stage_batch_part(bigint, text, jsonb[], int[], text[], int) IS
+    'keep this shard''s part of a router''s submission, not running yet';
+
+CREATE FUNCTION user_service.batch_part(handle bigint, for_update boolean DEFAULT false)
+RETURNS SETOF user_service.cluster_batches
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- a part whose batch retention deleted is gone
+    IF for_update THEN
+        RETURN QUERY SELECT * FROM user_service.cluster_batches c
+                      WHERE c.handle = $1
+                        AND (c.batch_id IS NULL
+                             OR EXISTS (SELECT FROM user_service.batch_jobs b WHERE b.id = c.batch_id))
+                        FOR UPDATE OF c;
+    ELSE
+        RETURN QUERY SELECT * FROM user_service.cluster_batches c
+                      WHERE c.handle = $1
+                        AND (c.batch_id IS NULL
+                             OR EXISTS (SELECT FROM user_service.batch_jobs b WHERE b.id = c.batch_id));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION user_service.batch_part(bigint, boolean) IS
+    'this shard''s part of a router''s batch (locked with for_update)';
+
+CREATE FUNCTION user_service.batch_part_released(handle bigint, batch_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE user_service.cluster_batches c
+       SET batch_id = $2, items = NULL, released_at = pg_catalog.now()
+     WHERE c.handle = $1 AND c.released_at IS NULL
+$$;
+COMMENT ON FUNCTION user_service.batch_part_released(bigint, bigint) IS
+    'note a part released as batch batch_id';
+
+-- As the caller: the part becomes the caller's batch.  False when there
+-- is no staged part.
+CREATE FUNCTION user_service.release_batch_part(handle bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p user_service.cluster_batches;
+    id bigint;
+BEGIN
+    SELECT * INTO p FROM user_service.batch_part(handle, true);
+    IF NOT FOUND OR p.released_at IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    IF p.items IS NOT NULL THEN
+        id := user_service.submit_batch(p.kind, p.items, p.concurrency);
+    END IF;
+    PERFORM user_service.batch_part_released(handle, id);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION user_service.release_batch_part(bigint) IS
+    'submit this shard''s staged part of a router''s batch as the caller''s batch';
+
+CREATE FUNCTION user_service.discard_batch_part(handle bigint)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS (DELETE FROM user_service.cluster_batches c
+                WHERE c.handle = $1 AND c.released_at IS NULL RETURNING 1)
+    SELECT count(*) > 0 FROM d
+$$;
+COMMENT ON FUNCTION user_service.discard_batch_part(bigint) IS
+    'drop this shard''s staged (never released) part of a router''s batch';
+
+CREATE FUNCTION user_service.staged_batch_parts(before timestamptz)
+RETURNS SETOF bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.handle FROM user_service.cluster_batches c
+     WHERE c.released_at IS NULL AND c.staged_at < $1
+$$;
+COMMENT ON FUNCTION user_service.staged_batch_parts(timestamptz) IS
+    'handles of the parts staged before a time and never released';
+
+-- The rows of parts whose batch retention deleted, and of parts with
+-- nothing to run (all refused) released longer ago than batch_retention.
+CREATE FUNCTION user_service.purge_batch_parts()
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS (
+        DELETE FROM user_service.cluster_batches c
+         WHERE (c.batch_id IS NOT NULL
+                AND NOT EXISTS (SELECT FROM user_service.batch_jobs b WHERE b.id = c.batch_id))
+            OR (c.batch_id IS NULL AND c.released_at
+                < pg_catalog.now() - COALESCE(pg_catalog.current_setting('user_service.batch_retention', true), '7 days')::interval)
+        RETURNING 1)
+    SELECT count(*) FROM d
+$$;
+COMMENT ON FUNCTION user_service.purge_batch_parts() IS
+    'delete the rows of router batch parts whose batches are gone; returns how many';
+
+CREATE FUNCTION user_service.batch_part_is_released(handle bigint)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.released_at IS NOT NULL FROM user_service.cluster_batches c WHERE c.handle = $1
+$$;
+COMMENT ON FUNCTION user_service.batch_part_is_released(bigint) IS
+    'whether this shard''s part of a router''s batch is released (NULL: no part)';
+
+-- A part's state and counts, as batch_status gives them (its refused items
+-- count as failed; a staged part as pending).  No row without a part.
+CREATE FUNCTION user_service.batch_part_status(handle bigint)
+RETURNS SETOF user_service.batch_info
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p user_service.cluster_batches;
+    s user_service.batch_info;
+    nref int;
+BEGIN
+    SELECT * INTO p FROM user_service.batch_part(handle);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    nref := jsonb_array_length(p.refused);
+    IF p.batch_id IS NOT NULL THEN
+        s := user_service.batch_status(p.batch_id);
+        s.total := s.total + nref;
+        s.failed := s.failed + nref;
+    ELSE
+        s.kind := p.kind;
+        s.concurrency := COALESCE(p.concurrency, COALESCE(current_setting('user_service.default_concurrency', true), '4')::int);
+        s.total := cardinality(p.item_numbers) + nref;
+        s.pending := CASE WHEN p.released_at IS NULL THEN cardinality(p.item_numbers) ELSE 0 END;
+        s.running := 0;
+        s.succeeded := 0;
+        s.failed := nref;
+        s.cancelled := 0;
+        s.submitted_at := p.staged_at;
+        s.state := CASE WHEN p.released_at IS NULL THEN 'pending' ELSE 'done' END;
+        s.finished_at := p.released_at;
+    END IF;
+    s.batch_id := handle;
+    RETURN NEXT s;
+END
+$$;
+COMMENT ON FUNCTION user_service.batch_part_status(bigint) IS
+    'state and counts of this shard''s part of a router''s batch';
+
+CREATE FUNCTION user_service.batch_part_results(handle bigint)
+RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p user_service.cluster_batches;
+BEGIN
+    SELECT * INTO p FROM user_service.batch_part(handle);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT (r->>'item')::int, 'failed'::text, NULL::bigint, r->>'sqlstate', r->>'error'
+          FROM jsonb_array_elements(p.refused) r;
+    IF p.batch_id IS NOT NULL THEN
+        RETURN QUERY
+            SELECT p.item_numbers[b.item], b.status, b.user_id, b.sqlstate, b.error
+              FROM user_service.batch_results(p.batch_id) b;
+    ELSIF p.released_at IS NULL THEN
+        RETURN QUERY
+            SELECT n, 'pending'::text, NULL::bigint, NULL::text, NULL::text
+              FROM unnest(p.item_numbers) n;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION user_service.batch_part_results(bigint) IS
+    'the results of this shard''s part of a router''s batch, numbered as submitted';
+
+-- True when the part is done (or has nothing to run), false when the
+-- timeout passed first; NULL without a part.
+CREATE FUNCTION user_service.wait_batch_part(handle bigint, timeout interval)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p user_service.cluster_batches;
+BEGIN
+    SELECT * INTO p FROM user_service.batch_part(handle);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p.batch_id IS NULL THEN
+        RETURN p.released_at IS NOT NULL;
+    END IF;
+    RETURN user_service.wait_batch(p.batch_id, timeout);
+END
+$$;
+COMMENT ON FUNCTION user_service.wait_batch_part(bigint, interval) IS
+    'wait for this shard''s part of a router''s batch';
+
+CREATE FUNCTION user_service.cancel_batch_part(handle bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p user_service.cluster_batches;
+BEGIN
+    SELECT * INTO p FROM user_service.batch_part(handle, true);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p.batch_id IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN user_service.cancel_batch(p.batch_id);
+END
+$$;
+COMMENT ON FUNCTION user_service.cancel_batch_part(bigint) IS
+    'cancel the items of this shard''s part of a router''s batch that have not started';
+
+REVOKE ALL ON FUNCTION user_service.new_batch_handle(), user_service.stage_batch_part(bigint, text, jsonb[], int[], text[], int),
+    user_service.batch_part(bigint, boolean), user_service.batch_part_released(bigint, bigint),
+    user_service.release_batch_part(bigint), user_service.discard_batch_part(bigint),
+    user_service.staged_batch_parts(timestamptz), user_service.batch_part_is_released(bigint),
+    user_service.purge_batch_parts(),
+    user_service.batch_part_status(bigint),
+    user_service.batch_part_results(bigint), user_service.wait_batch_part(bigint, interval),
+    user_service.cancel_batch_part(bigint) FROM PUBLIC;

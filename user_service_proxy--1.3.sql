@@ -225,6 +225,376 @@ AS $$
 $$;
 
 -- ---------------------------------------------------------------------
+-- Batches: one part per shard under one handle
+-- ---------------------------------------------------------------------
+
+CREATE TYPE user_service.batch_info AS (
+    batch_id     bigint,
+    kind         text,
+    state        text,
+    total        int,
+    pending      int,
+    running      int,
+    succeeded    int,
+    failed       int,
+    cancelled    int,
+    concurrency  int,
+    submitted_at timestamptz,
+    started_at   timestamptz,
+    finished_at  timestamptz
+);
+COMMENT ON TYPE user_service.batch_info IS 'state and counts of a batch, as batch_status returns them';
+
+-- The single node's checks of a whole submission, with its errors.
+CREATE FUNCTION user_service_proxy.check_batch(kind text, items jsonb, concurrency int)
+RETURNS int
+AS 'MODULE_PATHNAME', 'proxy_check_batch'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION user_service_proxy.new_batch_handle(route bigint)
+RETURNS bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON route;
+    SELECT user_service.new_batch_handle();
+$$;
+
+CREATE FUNCTION user_service_proxy.stage_batch_parts(handle bigint, kind text, items jsonb[],
+    item_numbers int[], routes bigint[], refused text[], concurrency int)
+RETURNS SETOF boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    SPLIT items, item_numbers, routes, refused;
+    RUN ON routes;
+    SELECT user_service.stage_batch_part(handle, kind, items, item_numbers, refused, concurrency);
+$$;
+
+CREATE FUNCTION user_service_proxy.release_batch_part(partition int, handle bigint)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON partition;
+    SELECT user_service.release_batch_part(handle);
+$$;
+
+CREATE FUNCTION user_service_proxy.discard_batch_part(partition int, handle bigint)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON partition;
+    SELECT user_service.discard_batch_part(handle);
+$$;
+
+-- Discard a handle's staged parts on every shard that answers; how many.
+CREATE FUNCTION user_service_proxy.discard_batch_parts(handle bigint)
+RETURNS int
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    discarded int := 0;
+BEGIN
+    FOR p IN 0 .. user_service_proxy.shard_count() - 1 LOOP
+        BEGIN
+            IF user_service_proxy.discard_batch_part(p, handle) THEN
+                discarded := discarded + 1;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            NULL;   -- a shard that is down: reconcile_batches discards its part
+        END;
+    END LOOP;
+    RETURN discarded;
+END
+$$;
+
+CREATE FUNCTION user_service_proxy.staged_batch_parts(before timestamptz)
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON ALL;
+    SELECT h FROM user_service.staged_batch_parts(before) h;
+$$;
+
+CREATE FUNCTION user_service_proxy.purge_batch_parts()
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON ALL;
+    SELECT user_service.purge_batch_parts();
+$$;
+
+CREATE FUNCTION user_service_proxy.batch_parts_released(handle bigint)
+RETURNS SETOF boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON ALL;
+    SELECT r FROM user_service.batch_part_is_released(handle) r WHERE r IS NOT NULL;
+$$;
+
+CREATE FUNCTION user_service_proxy.batch_part_status(handle bigint)
+RETURNS SETOF user_service.batch_info
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON ALL;
+    SELECT * FROM user_service.batch_part_status(handle);
+$$;
+
+CREATE FUNCTION user_service_proxy.batch_part_results(handle bigint,
+    OUT item int, OUT status text, OUT user_id bigint, OUT sqlstate text, OUT error text)
+RETURNS SETOF record
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON ALL;
+    SELECT r.item, r.status, r.user_id, r.sqlstate, r.error FROM user_service.batch_part_results(handle) r;
+$$;
+
+CREATE FUNCTION user_service_proxy.wait_batch_part(handle bigint, timeout interval)
+RETURNS SETOF boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON ALL;
+    SELECT user_service.wait_batch_part(handle, timeout);
+$$;
+
+CREATE FUNCTION user_service_proxy.cancel_batch_part(handle bigint)
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON ALL;
+    SELECT user_service.cancel_batch_part(handle);
+$$;
+
+CREATE FUNCTION user_service_proxy.batch_not_found(handle bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE EXCEPTION 'batch % not found', handle USING ERRCODE = 'no_data_found';
+END
+$$;
+
+-- A submission over the shards, all or nothing until the first part is
+-- released:
+--   1. check every item here as a single node would (nothing stored on a
+--      bad submission);
+--   2. route each item: creates and imports to their email's home, the
+--      rest to the shard of their id; an update_user item whose new email
+--      has its home on another shard claims it there first (as
+--      update_user does), and is refused with its 23505 if it is taken;
+--   3. stage each shard's part under one handle (nothing runs yet); if any
+--      shard fails, the staged parts are discarded and the claims of step
+--      2 released;
+--   4. release the parts: each becomes an ordinary batch of its shard,
+--      submitted as the caller.  The first release decides: a part that
+--      cannot be released then (its shard went down) is released by
+--      reconcile_batches once the shard is back, and a warning says so.
+CREATE FUNCTION user_service_proxy.submit_batch(kind text, items jsonb, concurrency int DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n int := user_service_proxy.shard_count();
+    its jsonb[];
+    numbers int[];
+    routes bigint[];
+    refused text[];
+    claimed text[] := '{}';
+    claimed_ids bigint[] := '{}';
+    handle bigint;
+    released int := 0;
+    failed_at int[] := '{}';
+BEGIN
+    PERFORM user_service_proxy.check_batch(kind, items, concurrency);
+    SELECT array_agg(x.v ORDER BY x.o), array_agg(x.o::int ORDER BY x.o),
+           array_agg(CASE WHEN kind IN ('create_user', 'import_user')
+                          THEN user_service.email_hash(x.v->>'email')::bigint
+                          ELSE (x.v->'id')::text::numeric::bigint END ORDER BY x.o)
+      INTO its, numbers, routes
+      FROM jsonb_array_elements(items) WITH ORDINALITY x(v, o);
+    refused := array_fill(NULL::text, ARRAY[cardinality(its)]);
+
+    IF kind = 'update_user' AND n > 1 THEN
+        FOR i IN 1 .. cardinality(its) LOOP
+            CONTINUE WHEN jsonb_typeof(its[i]->'email') IS DISTINCT FROM 'string'
+                OR (user_service.email_hash(its[i]->>'email') & (n - 1)) = (routes[i] & (n - 1));
+            BEGIN
+                IF user_service_proxy.claim_email(its[i]->>'email', routes[i]) THEN
+                    claimed := claimed || (its[i]->>'email');
+                    claimed_ids := claimed_ids || routes[i];
+                END IF;
+            EXCEPTION
+                WHEN unique_violation THEN
+                    refused[i] := '23505 ' || regexp_replace(SQLERRM, '^.*REMOTE ERROR: ', '');
+                WHEN invalid_parameter_value THEN
+                    NULL;   -- the item fails on its shard with the same error
+            END;
+        END LOOP;
+    END IF;
+
+    handle := user_service_proxy.new_batch_handle(routes[1]);
+    BEGIN
+        PERFORM user_service_proxy.stage_batch_parts(handle, kind, its, numbers, routes, refused,
+                                                     concurrency);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM user_service_proxy.discard_batch_parts(handle);
+        FOR i IN 1 .. cardinality(claimed) LOOP
+            BEGIN
+                PERFORM user_service_proxy.release_email_claim(claimed[i], claimed_ids[i]);
+            EXCEPTION WHEN OTHERS THEN
+                NULL;   -- reconcile_email_claims removes it
+            END;
+        END LOOP;
+        RAISE;
+    END;
+
+    FOR p IN 0 .. n - 1 LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM unnest(routes) r WHERE (r & (n - 1)) = p);
+        BEGIN
+            PERFORM user_service_proxy.release_batch_part(p, handle);
+            released := released + 1;
+        EXCEPTION WHEN OTHERS THEN
+            IF released = 0 THEN
+                -- nothing released yet: the submission can still be undone
+                PERFORM user_service_proxy.discard_batch_parts(handle);
+                RAISE;
+            END IF;
+            failed_at := failed_at || p;
+        END;
+    END LOOP;
+    IF cardinality(failed_at) > 0 THEN
+        RAISE WARNING 'batch % is submitted, but its part on shard % has not started',
+                      handle, array_to_string(failed_at, ', ')
+              USING HINT = 'Run user_service.reconcile_batches() once the shard is back.';
+    END IF;
+    RETURN handle;
+END
+$$;
+
+-- The handle's parts summed: the state is the single node's rule over the
+-- whole (done once every part is, cancelled if any part was).
+CREATE FUNCTION user_service_proxy.batch_status(batch_id bigint)
+RETURNS user_service.batch_info
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r user_service.batch_info;
+    parts int;
+    done int;
+    cancelled_parts int;
+    busy int;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE s.state IN ('done', 'cancelled')),
+           count(*) FILTER (WHERE s.state = 'cancelled'),
+           count(*) FILTER (WHERE s.state = 'running'),
+           min(s.kind), sum(s.total), sum(s.pending), sum(s.running), sum(s.succeeded),
+           sum(s.failed), sum(s.cancelled), max(s.concurrency), min(s.submitted_at),
+           min(s.started_at), max(s.finished_at)
+      INTO parts, done, cancelled_parts, busy,
+           r.kind, r.total, r.pending, r.running, r.succeeded, r.failed, r.cancelled,
+           r.concurrency, r.submitted_at, r.started_at, r.finished_at
+      FROM user_service_proxy.batch_part_status(batch_id) s;
+    IF parts = 0 THEN
+        PERFORM user_service_proxy.batch_not_found(batch_id);
+    END IF;
+    r.batch_id := batch_id;
+    r.state := CASE WHEN done = parts AND cancelled_parts > 0 THEN 'cancelled'
+                    WHEN done = parts THEN 'done'
+                    WHEN busy > 0 OR r.started_at IS NOT NULL THEN 'running'
+                    ELSE 'pending' END;
+    IF done < parts THEN
+        r.finished_at := NULL;
+    END IF;
+    RETURN r;
+END
+$$;
+
+CREATE FUNCTION user_service_proxy.batch_results(batch_id bigint)
+RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY SELECT r.item, r.status, r.user_id, r.sqlstate, r.error
+                   FROM user_service_proxy.batch_part_results(batch_id) r ORDER BY r.item;
+    IF NOT FOUND THEN
+        PERFORM user_service_proxy.batch_status(batch_id);   -- P0002 when there is none
+    END IF;
+END
+$$;
+
+-- Every shard waits for its part at once.
+CREATE FUNCTION user_service_proxy.wait_batch(batch_id bigint, timeout interval DEFAULT '1 minute')
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    result boolean;
+BEGIN
+    SELECT bool_and(w) INTO result FROM user_service_proxy.wait_batch_part(batch_id, timeout) w;
+    IF result IS NULL THEN
+        PERFORM user_service_proxy.batch_not_found(batch_id);
+    END IF;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION user_service_proxy.cancel_batch(batch_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    result bigint;
+BEGIN
+    SELECT sum(c)::bigint INTO result FROM user_service_proxy.cancel_batch_part(batch_id) c;
+    IF result IS NULL THEN
+        PERFORM user_service_proxy.batch_not_found(batch_id);
+    END IF;
+    RETURN result;
+END
+$$;
+
+-- Parts staged longer ago than older_than and never released: released
+-- when another part of their handle was (the submission was decided),
+-- discarded otherwise (its router died before deciding).  Returns how many
+-- parts it released or discarded.  It also deletes the rows of parts whose
+-- batches retention deleted.
+CREATE FUNCTION user_service_proxy.reconcile_batches(older_than interval DEFAULT '10 minutes')
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n int := user_service_proxy.shard_count();
+    h bigint;
+    acted bigint := 0;
+    decided boolean;
+BEGIN
+    FOR h IN SELECT DISTINCT s FROM user_service_proxy.staged_batch_parts(pg_catalog.now() - older_than) s LOOP
+        decided := EXISTS (SELECT 1 FROM user_service_proxy.batch_parts_released(h) r WHERE r);
+        IF decided THEN
+            FOR p IN 0 .. n - 1 LOOP
+                IF user_service_proxy.release_batch_part(p, h) THEN
+                    acted := acted + 1;
+                END IF;
+            END LOOP;
+        ELSE
+            acted := acted + user_service_proxy.discard_batch_parts(h);
+        END IF;
+    END LOOP;
+    PERFORM user_service_proxy.purge_batch_parts();
+    RETURN acted;
+END
+$$;
+
+-- ---------------------------------------------------------------------
 -- The API's steps over several shards
 -- ---------------------------------------------------------------------
 
@@ -434,6 +804,48 @@ AS 'MODULE_PATHNAME', 'proxy_call'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.set_password(bigint, text) IS
     'hash and store a new password for the user with this id (on its shard)';
+
+CREATE FUNCTION user_service.submit_batch(kind text, items jsonb, concurrency int DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.submit_batch(text, jsonb, int) IS
+    'check a whole batch, split it over the shards (concurrency applies per shard); returns its one handle';
+
+CREATE FUNCTION user_service.batch_status(batch_id bigint)
+RETURNS user_service.batch_info
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.batch_status(bigint) IS
+    'state and counts of a batch over all its shards; P0002 when there is none';
+
+CREATE FUNCTION user_service.batch_results(batch_id bigint)
+RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.batch_results(bigint) IS
+    'one row per item of a batch, numbered as submitted, with its result or error';
+
+CREATE FUNCTION user_service.cancel_batch(batch_id bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.cancel_batch(bigint) IS
+    'cancel the items of a batch that have not started, on every shard; returns how many';
+
+CREATE FUNCTION user_service.wait_batch(batch_id bigint, timeout interval DEFAULT '1 minute')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.wait_batch(bigint, interval) IS
+    'wait until every part of a batch is done or cancelled (true) or the timeout passes (false)';
+
+CREATE FUNCTION user_service.reconcile_batches(older_than interval DEFAULT '10 minutes')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.reconcile_batches(interval) IS
+    'release or discard the batch parts an interrupted submission left staged; returns how many';
 
 -- ---------------------------------------------------------------------
 -- Operating the cluster

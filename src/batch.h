@@ -35,6 +35,9 @@ extern void us_kind_apply_group(const UsKindSpec *kind, Jsonb **payloads, int n,
 /* batch_submit.c */
 extern int	user_service_default_concurrency;
 extern void us_batch_submit_init(void);
+extern const UsKindSpec *us_batch_check(const char *kind_name, Jsonb *items,
+									   bool has_concurrency, int32 *concurrency,
+									   bool schema);
 extern int64 us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
 							 int32 concurrency);
 

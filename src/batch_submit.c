@@ -272,27 +272,27 @@ us_store_items(int64 batch_id, Jsonb *items, int count)
 }
 
 /*
- * us_batch_submit
- *		Check a submission (the kind, the submitter's right to it, the
- *		concurrency, every item) and store it; returns the new batch's id.
- *		Without has_concurrency, user_service.default_concurrency applies.
+ * us_batch_check
+ *		Check a submission as us_batch_submit does (the kind, the submitter's
+ *		right to it, with schema the installed extension's support of it, the
+ *		concurrency, every item), storing nothing; returns the kind.  A
+ *		router (proxy.c) runs it, without schema, before it splits a
+ *		submission over its shards.  Without has_concurrency,
+ *		user_service.default_concurrency applies.
  */
-int64
-us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
-				int32 concurrency)
+const UsKindSpec *
+us_batch_check(const char *kind_name, Jsonb *items, bool has_concurrency,
+			   int32 *concurrency, bool schema)
 {
 	const UsKindSpec *kind = us_kind_by_name(kind_name);
 	int			count;
-	UsSavedUser saved;
-	Datum		args[4];
-	bool		isnull;
-	int64		batch_id;
 
 	us_kind_check_privilege(kind);
-	us_kind_check_schema(kind);
+	if (schema)
+		us_kind_check_schema(kind);
 	if (!has_concurrency)
-		concurrency = user_service_default_concurrency;
-	if (concurrency < 1)
+		*concurrency = user_service_default_concurrency;
+	if (*concurrency < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("concurrency must be at least 1")));
@@ -313,6 +313,25 @@ us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
 		us_kind_check_item(kind, item, i + 1);
 		pfree(item);
 	}
+	return kind;
+}
+
+/*
+ * us_batch_submit
+ *		Check a submission (us_batch_check) and store it; returns the new
+ *		batch's id.
+ */
+int64
+us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
+				int32 concurrency)
+{
+	const UsKindSpec *kind = us_batch_check(kind_name, items, has_concurrency,
+											&concurrency, true);
+	int			count = JB_ROOT_COUNT(items);
+	UsSavedUser saved;
+	Datum		args[4];
+	bool		isnull;
+	int64		batch_id;
 
 	args[0] = CStringGetTextDatum(us_kind_name(kind));
 	args[1] = Int32GetDatum(concurrency);

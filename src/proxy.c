@@ -51,9 +51,12 @@
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 
+#include "batch.h"
+#include "catalog.h"
 #include "redact.h"
 
 PG_FUNCTION_INFO_V1(proxy_call);
+PG_FUNCTION_INFO_V1(proxy_check_batch);
 
 #define US_PROXY_SCHEMA		"user_service_proxy"
 #define US_PROXY_CLUSTER	"user_service_cluster"
@@ -360,4 +363,26 @@ proxy_call(PG_FUNCTION_ARGS)
 
 	fcinfo->isnull = inner->isnull;
 	return result;
+}
+
+/*
+ * proxy_check_batch(kind text, items jsonb, concurrency int) RETURNS int
+ *		On a router: check a whole submission as a single node's
+ *		submit_batch does, with its errors (item numbers as submitted), so
+ *		that no shard stores anything of a bad one; returns the number of
+ *		items.  The shards check their extension's support of the kind when
+ *		they store their parts.
+ */
+Datum
+proxy_check_batch(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *items;
+	int32		concurrency = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+
+	us_arg_not_null(fcinfo, 0, "kind");
+	us_arg_not_null(fcinfo, 1, "items");
+	items = PG_GETARG_JSONB_P(1);
+	(void) us_batch_check(text_to_cstring(PG_GETARG_TEXT_PP(0)), items,
+						  !PG_ARGISNULL(2), &concurrency, false);
+	PG_RETURN_INT32(JB_ROOT_COUNT(items));
 }

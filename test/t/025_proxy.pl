@@ -17,43 +17,9 @@ use IPC::Run;
 use UserServiceNode;
 
 my $N = 4;
-my @shards;
-for my $k (0 .. $N - 1)
-{
-	my $s = preloaded_node("shard$k", "user_service.workers = 0\n");
-	$s->safe_psql('postgres', "SELECT user_service.configure_shard($k, $N)");
-	push @shards, $s;
-}
+my ($router, @shards) = proxy_cluster($N, "user_service.workers = 0\n", 'postgres', 'router2');
 my $reference = preloaded_node('reference', "user_service.workers = 0\n");
 
-# The router: no users, the hook that keeps passwords out of its log (the
-# library preloaded without workers), its statements logged.
-my $router = PostgreSQL::Test::Cluster->new('router');
-$router->init;
-$router->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'user_service'
-user_service.workers = 0
-log_statement = 'all'
-log_min_error_statement = 'error'
-});
-$router->start;
-
-sub cluster_options
-{
-	return join(', ',
-		map { "p$_ 'host=" . $shards[$_]->host . ' port=' . $shards[$_]->port . " dbname=postgres'" }
-		  0 .. $N - 1);
-}
-for my $db ('postgres', 'router2')
-{
-	$router->safe_psql('postgres', "CREATE DATABASE $db") if $db ne 'postgres';
-	$router->safe_psql(
-		$db, qq{
-		CREATE EXTENSION user_service_proxy CASCADE;
-		CREATE SERVER user_service_cluster FOREIGN DATA WRAPPER plproxy OPTIONS (${\ cluster_options()});
-		CREATE USER MAPPING FOR PUBLIC SERVER user_service_cluster;});
-}
 is($router->safe_psql('postgres', q{
 		SELECT string_agg(format('%s:%s/%s:%s', partition, shard, shard_count, ok), ' ' ORDER BY partition)
 		  FROM user_service.check_cluster()}),

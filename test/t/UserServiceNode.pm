@@ -7,7 +7,7 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
-our @EXPORT = qw(preloaded_node submit_create_batch insert_users_singly);
+our @EXPORT = qw(preloaded_node submit_create_batch insert_users_singly proxy_cluster);
 
 # preloaded_node(NAME, EXTRA_CONF): a started node whose two workers serve
 # database postgres, hashing at about 10 ms a hash (argon2 8 MiB, one pass)
@@ -65,6 +65,48 @@ sub insert_users_singly
 				VALUES ('Bulk ' || i, 'bulk' || i || '\@example.com', 'not a hash');
 			END LOOP;
 		END\$\$});
+}
+
+# proxy_cluster(N, SHARD_CONF, DBS): N started shards (preloaded nodes,
+# SHARD_CONF appended) configured as shards 0 .. N-1 of N, and a router
+# (the library preloaded without workers, statements logged) whose
+# databases DBS (default: postgres) have user_service_proxy and the server
+# user_service_cluster listing the shards.  Returns ($router, @shards).
+sub proxy_cluster
+{
+	my ($n, $shard_conf, @dbs) = @_;
+	my @shards;
+
+	@dbs = ('postgres') unless @dbs;
+	for my $k (0 .. $n - 1)
+	{
+		my $s = preloaded_node("shard$k", $shard_conf);
+		$s->safe_psql('postgres', "SELECT user_service.configure_shard($k, $n)");
+		push @shards, $s;
+	}
+	my $router = PostgreSQL::Test::Cluster->new('router');
+	$router->init;
+	$router->append_conf(
+		'postgresql.conf', q{
+shared_preload_libraries = 'user_service'
+user_service.workers = 0
+log_statement = 'all'
+log_min_error_statement = 'error'
+});
+	$router->start;
+	my $options = join(', ',
+		map { "p$_ 'host=" . $shards[$_]->host . ' port=' . $shards[$_]->port . " dbname=postgres'" }
+		  0 .. $n - 1);
+	for my $db (@dbs)
+	{
+		$router->safe_psql('postgres', "CREATE DATABASE $db") if $db ne 'postgres';
+		$router->safe_psql(
+			$db, qq{
+			CREATE EXTENSION user_service_proxy CASCADE;
+			CREATE SERVER user_service_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($options);
+			CREATE USER MAPPING FOR PUBLIC SERVER user_service_cluster;});
+	}
+	return ($router, @shards);
 }
 
 1;
