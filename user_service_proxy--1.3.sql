@@ -152,6 +152,26 @@ AS $$
     SELECT user_service.verify_password(email, password);
 $$;
 
+-- The login throttle of the shard that runs an email's logins.
+CREATE FUNCTION user_service_proxy.login_throttle_on(route bigint, email text,
+    OUT failures int, OUT window_start timestamptz, OUT locked_until timestamptz)
+RETURNS record
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON route;
+    SELECT t.failures, t.window_start, t.locked_until FROM user_service.login_throttle(email) t;
+$$;
+
+CREATE FUNCTION user_service_proxy.reset_login_throttle_on(route bigint, email text)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON route;
+    SELECT user_service.reset_login_throttle(email);
+$$;
+
 -- Email claims on an email's home shard (src/email_claims.c).
 CREATE FUNCTION user_service_proxy.email_claim(email text)
 RETURNS bigint
@@ -617,6 +637,40 @@ BEGIN
 END
 $$;
 
+-- Where an email's logins run (and are throttled): the shard of the user of
+-- another shard holding it, else its home.  A NULL goes to shard 0.
+CREATE FUNCTION user_service_proxy.login_shard(email text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF email IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN COALESCE(user_service_proxy.email_claim(email), user_service.email_hash(email));
+END
+$$;
+
+CREATE FUNCTION user_service_proxy.login_throttle(email text,
+    OUT failures int, OUT window_start timestamptz, OUT locked_until timestamptz)
+RETURNS record
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    SELECT t.failures, t.window_start, t.locked_until INTO failures, window_start, locked_until
+      FROM user_service_proxy.login_throttle_on(user_service_proxy.login_shard(email), email) t;
+END
+$$;
+
+CREATE FUNCTION user_service_proxy.reset_login_throttle(email text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN user_service_proxy.reset_login_throttle_on(user_service_proxy.login_shard(email), email);
+END
+$$;
+
 -- An email change.  When the new email's home is the user's own shard,
 -- that shard checks it against its users and claims, as a single node
 -- would.  Otherwise, in this order:
@@ -846,6 +900,21 @@ AS 'MODULE_PATHNAME', 'proxy_call'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.reconcile_batches(interval) IS
     'release or discard the batch parts an interrupted submission left staged; returns how many';
+
+CREATE FUNCTION user_service.login_throttle(email text,
+    OUT failures int, OUT window_start timestamptz, OUT locked_until timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.login_throttle(text) IS
+    'failed logins counted for an email by the shard that runs its logins, since when, and until when it is locked out';
+
+CREATE FUNCTION user_service.reset_login_throttle(email text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.reset_login_throttle(text) IS
+    'forget an email''s failed logins and lockout on the shard that runs its logins; true when there were any';
 
 -- ---------------------------------------------------------------------
 -- Operating the cluster

@@ -33,7 +33,9 @@ my $signatures = q{
 	  FROM pg_proc p
 	 WHERE p.pronamespace = 'user_service'::regnamespace
 	   AND p.proname IN ('create_user', 'get_user', 'update_user', 'delete_user', 'set_password',
-	                     'verify_password', 'list_users', 'list_users_after', 'email_hash')};
+	                     'verify_password', 'list_users', 'list_users_after', 'email_hash',
+	                     'submit_batch', 'batch_status', 'batch_results', 'wait_batch', 'cancel_batch',
+	                     'login_throttle', 'reset_login_throttle')};
 is($router->safe_psql('postgres', $signatures), $reference->safe_psql('postgres', $signatures),
 	'the router has the single node\'s signatures and defaults');
 
@@ -205,6 +207,12 @@ like(error_of($router, 'router2', "SELECT * FROM user_service.update_user($id_of
 is($router->safe_psql('postgres', "SELECT user_service.verify_password('$new_email', 'password 1'),
 		user_service.verify_password('$new_email', 'wrong password')"),
 	't|f', 'login with the moved email goes to the user\'s shard');
+is($router->safe_psql('postgres', "SELECT failures FROM user_service.login_throttle('$new_email')"), '1',
+	'login_throttle asks the shard that ran the login');
+is($shards[$mover_shard]->safe_psql('postgres', "SELECT failures FROM user_service.login_throttle('$new_email')"), '1',
+	'the user\'s shard, which counted the failure');
+is($router->safe_psql('postgres', "SELECT user_service.reset_login_throttle('$new_email'),
+		(user_service.login_throttle('$new_email')).failures"), 't|0', 'reset_login_throttle there too');
 is($router->safe_psql('postgres', "SELECT id FROM user_service.create_user('Reuse', '$old_email', 'password r')") % $N,
 	home_of($old_email), 'the old email is free again');
 
@@ -331,6 +339,24 @@ like(error_of($router, 'postgres', "SELECT * FROM user_service.create_user('Late
 $router->safe_psql('postgres', q{SELECT user_service.create_user('Secret', 'secret@example.com', 'sekrit-router-pw')});
 $router->psql('postgres', q{SELECT user_service.set_password(4000005, 'sekrit-router-pw2')});
 $router->psql('postgres', q{SELECT * FROM user_service.create_user('Secret', 'secret@example.com', 'sekrit-router-pw3')});
+# pg_stat_activity on the router while a create waits at its shard
+my $pw_home = home_of('waiting@example.com');
+my $gate = $shards[$pw_home]->background_psql('postgres');
+$gate->query_safe('BEGIN; LOCK user_service.users IN EXCLUSIVE MODE');
+my ($wout, $werr) = ('', '');
+my $waiter = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $router->connstr('postgres'), '-c',
+	  q{SELECT id FROM user_service.create_user('Waiting', 'waiting@example.com', 'sekrit-router-pw4')} ],
+	'>', \$wout, '2>', \$werr);
+$router->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%create_user%' AND pid <> pg_backend_pid()})
+  or die 'no create_user in pg_stat_activity';
+my $shown = $router->safe_psql('postgres', q{SELECT query FROM pg_stat_activity WHERE query LIKE '%create_user%' AND pid <> pg_backend_pid()});
+unlike($shown, qr/sekrit/, "the router's pg_stat_activity shows no password ($shown)");
+$gate->query_safe('COMMIT');
+$gate->quit;
+$waiter->finish;
+like($wout, qr/^\d+$/, 'and the create goes on');
+
 my $log = slurp_file($router->logfile);
 unlike($log, qr/sekrit-router-pw/, 'no plaintext password in the router\'s log');
 like($log, qr/ERROR:  a user with email "secret\@example.com" already exists/,

@@ -14,6 +14,7 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use UserServiceNode;
 
 my $N = 4;
@@ -98,6 +99,20 @@ is($misrouted, 0, 'results numbered as submitted, each user created on its email
 is($r[0] =~ s/:.*//r, 1, 'starting at item 1');
 is(on_shards("SELECT count(*) FROM user_service.users WHERE email LIKE 'split%'"), 200, 'and 200 users in all');
 
+# import_user through the router: to the email's home, the hash kept
+my $phc = $shards[0]->safe_psql('postgres', 'SELECT password_hash FROM user_service.users LIMIT 1');
+my $imp_items = join(', ', map { qq({"name": "Imported $_", "email": "imported$_\@example.com", "password_hash": "$phc"}) } 1 .. 12);
+$handle = $router->safe_psql('postgres', "SELECT user_service.submit_batch('import_user', '[$imp_items]')");
+$router->safe_psql('postgres', "SELECT user_service.wait_batch($handle, '3 minutes')");
+is($router->safe_psql('postgres', "SELECT succeeded FROM user_service.batch_status($handle)"), '12', 'an import_user batch through the router');
+my $imp_home = 0;
+for my $i (1 .. 12)
+{
+	my $home = $router->safe_psql('postgres', "SELECT user_service.email_hash('imported$i\@example.com') & 3");
+	$imp_home += $shards[$home]->safe_psql('postgres', "SELECT count(*) FROM user_service.users WHERE email = 'imported$i\@example.com' AND password_hash = '$phc'");
+}
+is($imp_home, 12, 'each imported user on its email\'s home, with its hash');
+
 # A shard stopped with -m immediate in the middle of its part and started
 # again: each item applied exactly once.
 $handle = $router->safe_psql('postgres', 'SELECT user_service.submit_batch(\'create_user\', ' . items_json('crash', 240) . ', 1)');
@@ -118,12 +133,29 @@ is($router->safe_psql('postgres', "SELECT succeeded, failed FROM user_service.ba
 is(on_shards(q{SELECT count(*) FROM user_service.users WHERE email LIKE 'crash%'}), 240, 'exactly 240 users: each item once');
 
 # cancel_batch on the handle
+# (the shards' users tables locked meanwhile, so that only the items each
+# shard started are not cancelled; cancel_batch waits for those, as on a
+# single node, so it runs in the background until the locks go)
+my @gates = map { $_->background_psql('postgres') } @shards;
+$_->query_safe('BEGIN; LOCK user_service.users IN EXCLUSIVE MODE') for @gates;
 $handle = $router->safe_psql('postgres', 'SELECT user_service.submit_batch(\'create_user\', ' . items_json('cancel', 400) . ', 1)');
-my $cancelled = $router->safe_psql('postgres', "SELECT user_service.cancel_batch($handle)");
-ok($cancelled > 300, "cancel_batch cancels the items not started on every shard ($cancelled)");
+my ($cancelled, $cerr) = ('', '');
+my $canceller = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $router->connstr('postgres'), '-c', "SELECT user_service.cancel_batch($handle)" ],
+	'>', \$cancelled, '2>', \$cerr);
+$router->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%cancel_batch%' AND pid <> pg_backend_pid()})
+  or die 'no cancel_batch';
+sleep 1;
+$_->query_safe('COMMIT') for @gates;
+$_->quit for @gates;
+$canceller->finish;
+chomp $cancelled;
+ok($cancelled > 0, "cancel_batch cancels the items not started on every shard ($cancelled)");
 $router->safe_psql('postgres', "SELECT user_service.wait_batch($handle, '3 minutes')");
 is($router->safe_psql('postgres', "SELECT state, succeeded + cancelled FROM user_service.batch_status($handle)"),
 	'cancelled|400', 'and the batch ends cancelled');
+is(on_shards(q{SELECT count(*) FROM user_service.users WHERE email LIKE 'cancel%'}), 400 - $cancelled,
+	'no cancelled item ran');
 ($out, $err) = router_psql('SELECT * FROM user_service.batch_status(123456789)');
 like($err, qr/^ERROR:  P0002: batch 123456789 not found/, 'an unknown handle: P0002');
 ($out, $err) = router_psql('SELECT user_service.cancel_batch(123456789)');
