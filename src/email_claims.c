@@ -17,7 +17,8 @@
  * two-int form, first key US_CLAIM_LOCK_SPACE) and then look at both the
  * users and the claims with SnapshotSelf, which sees what committed before
  * the lock was granted.  The unique indexes of users and email_claims
- * still decide races among users and among claims.
+ * still decide races among users and among claims.  All this only on a
+ * configured shard of more than one: a single database has no claims.
  *
  * The router's protocol and its failure cases are in the proxy extension
  * (user_service_proxy.sql) and docs/scaling.md.
@@ -42,6 +43,7 @@
 
 #include "catalog.h"
 #include "email_claims.h"
+#include "shard.h"
 
 /* "us": the first key of the advisory locks taken here */
 #define US_CLAIM_LOCK_SPACE		0x7573
@@ -58,21 +60,33 @@ static UsStatement us_delete_claim = {
 };
 
 /*
- * us_claims_lock
- *		Take the claim lock of an email key to the end of the transaction.
- *		False (and no lock) under a schema without claims (before 1.3).
+ * us_claims_apply
+ *		Whether emails can be claimed here: a shard of more than one (a
+ *		single database never has claims, and its creates and updates take
+ *		no claim lock).
  */
 bool
+us_claims_apply(void)
+{
+	int64		count;
+	int64		shard;
+
+	return OidIsValid(us_catalog()->email_claims_relid) &&
+		us_shard_config(&count, &shard) && count > 1;
+}
+
+/*
+ * us_claims_lock
+ *		Take the claim lock of an email key to the end of the transaction.
+ */
+void
 us_claims_lock(const char *key)
 {
 	LOCKTAG		tag;
 
-	if (!OidIsValid(us_catalog()->email_claims_relid))
-		return false;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, US_CLAIM_LOCK_SPACE,
 						 hash_bytes((const unsigned char *) key, strlen(key)), 2);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	return true;
 }
 
 /*

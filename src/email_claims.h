@@ -11,7 +11,8 @@
 
 #include "us_common.h"
 
-extern bool us_claims_lock(const char *key);
+extern bool us_claims_apply(void);
+extern void us_claims_lock(const char *key);
 extern int64 us_claim_owner(const char *key);
 extern void us_claim_insert(const char *key, int64 user_id);
 extern bool us_claim_delete(const char *key, int64 user_id);

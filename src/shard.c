@@ -116,6 +116,24 @@ us_shard_check_data(int64 count, int64 shard)
 void
 us_shard_place(int64 *count, int64 *shard)
 {
+	if (us_shard_config(count, shard))
+	{
+		UsSavedUser saved;
+
+		us_spi_begin(&saved);
+		us_shard_check_data(*count, *shard);
+		us_spi_end(&saved);
+	}
+}
+
+/*
+ * us_shard_config
+ *		This database's place, read straight from shard_config: false (and
+ *		shard 0 of 1) without a configuration or under a schema before 1.3.
+ */
+bool
+us_shard_config(int64 *count, int64 *shard)
+{
 	Oid			relid = us_catalog()->shard_config_relid;
 	Relation	rel;
 	TableScanDesc scan;
@@ -125,7 +143,7 @@ us_shard_place(int64 *count, int64 *shard)
 	*count = 1;
 	*shard = 0;
 	if (!OidIsValid(relid))
-		return;
+		return false;
 
 	rel = table_open(relid, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
@@ -141,15 +159,7 @@ us_shard_place(int64 *count, int64 *shard)
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
-
-	if (configured)
-	{
-		UsSavedUser saved;
-
-		us_spi_begin(&saved);
-		us_shard_check_data(*count, *shard);
-		us_spi_end(&saved);
-	}
+	return configured;
 }
 
 /*

@@ -217,19 +217,22 @@ us_email_taken(const char *email)
  *		unique index still decides races among this database's users.
  *		SnapshotSelf sees what the index would: committed rows and this
  *		transaction's own.  The claim lock is held to the end of the
- *		transaction, so that no claim of the email slips in before our row.
+ *		transaction, so that no claim of the email slips in before our row
+ *		(on a shard of more than one: elsewhere there are no claims).
  */
 static void
 us_check_email_free(const char *email, int64 except_id)
 {
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
-	char	   *key = us_lower_email(email);
 
-	if (us_claims_lock(key))
+	if (us_claims_apply())
 	{
-		int64		owner = us_claim_owner(key);
+		char	   *key = us_lower_email(email);
+		int64		owner;
 
+		us_claims_lock(key);
+		owner = us_claim_owner(key);
 		if (owner != 0 && owner != except_id)
 			us_email_taken(email);
 	}
@@ -254,11 +257,12 @@ us_user_claim_email(text *email, int64 user_id)
 	bool		nulls[Natts_users];
 	int64		owner;
 
-	if (!us_claims_lock(key))
+	if (!us_claims_apply())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("user_service is older than 1.3 here"),
-				 errhint("Run ALTER EXTENSION user_service UPDATE.")));
+				 errmsg("this database is not a shard of a cluster"),
+				 errhint("Emails are claimed on the shards of a cluster: see user_service.configure_shard.")));
+	us_claims_lock(key);
 	if (us_fetch_by_email(vemail, SnapshotSelf, values, nulls))
 		us_email_taken(vemail);
 	owner = us_claim_owner(key);

@@ -163,6 +163,9 @@ is($router->safe_psql('postgres', "SELECT user_service.verify_password(lower(' $
 		user_service.verify_password('nobody\@example.com', '$taken_pw')"),
 	't|f|f', 'verify_password through the router');
 
+like(error_of($reference, 'postgres', q{SELECT user_service.claim_email('a@example.com', 1)}),
+	qr/^ERROR:  55000: this database is not a shard of a cluster/, 'a database that is no shard has no claims');
+
 # No transaction across the hop: a rolled-back router transaction keeps
 # the user (documented).
 $router->safe_psql('postgres', q{BEGIN; SELECT user_service.create_user('Kept', 'kept@example.com', 'password k'); ROLLBACK;});
