@@ -51,7 +51,17 @@ BEGIN READ ONLY;
 SELECT user_service.verify_password('alice@example.com', 'correct horse') AS read_only;
 COMMIT;
 SELECT pg_temp.params(1);
--- ... and a successful verify upgrades the hash to the current parameters
+-- ... a hash that costs more memory than the current parameters is never
+-- downgraded ...
+SELECT user_service.verify_password('alice@example.com', 'correct horse') AS kept;
+SELECT pg_temp.params(1);
+-- ... nor one weaker in memory but costlier in memory times passes
+-- (m=19456,t=2 against 32 MiB, t=1) ...
+SET user_service.argon2_memory_kib = '32MB';
+SELECT user_service.verify_password('alice@example.com', 'correct horse') AS mixed_kept;
+SELECT pg_temp.params(1);
+-- ... and a successful verify upgrades a weaker one to the current parameters
+SET user_service.argon2_iterations = 2;
 SELECT password_hash AS alice_hash FROM user_service.users WHERE id = 1 \gset
 SELECT user_service.verify_password('alice@example.com', 'correct horse') AS rehashed;
 SELECT pg_temp.params(1);

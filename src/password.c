@@ -80,7 +80,7 @@ us_password_init(void)
 	DefineCustomIntVariable("user_service.argon2_memory_kib",
 							"Memory cost of new argon2id password hashes.",
 							"Stored hashes keep the parameters they were made with; "
-							"a successful verify rehashes them with the current ones.",
+							"a successful verify rehashes weaker ones (never stronger) with the current ones.",
 							&user_service_argon2_memory_kib,
 							19456,
 							ARGON2_MIN_MEMORY,
@@ -527,20 +527,37 @@ us_password_verify(const UsPhc *phc, const char *password, size_t len)
 }
 
 /*
- * us_phc_is_current
- *		Was this hash made the way us_password_hash makes one now?  If not, a
- *		successful verify rehashes it.
+ * us_phc_needs_rehash
+ *		Should a successful verify replace this hash by one made with the
+ *		current parameters?  Only when that is an upgrade: the stored hash is
+ *		weaker in something (not argon2id, an older version, less memory,
+ *		fewer passes, a shorter salt or tag) and costs no more memory and no
+ *		more memory times passes than a current one (the work an attacker
+ *		pays per guess).  A hash imported from a system with stronger
+ *		settings (m=65536, t=4, say) is kept, and so is one made before the
+ *		settings were lowered.  The number of lanes changes how the work is
+ *		split, not how much there is; a salt or tag longer than ours is no
+ *		stronger for it.
  */
 bool
-us_phc_is_current(const UsPhc *phc)
+us_phc_needs_rehash(const UsPhc *phc)
 {
-	return phc->type == Argon2_id &&
-		phc->version == ARGON2_VERSION_13 &&
-		phc->m_cost == (uint32) user_service_argon2_memory_kib &&
-		phc->t_cost == (uint32) user_service_argon2_iterations &&
-		phc->lanes == (uint32) user_service_argon2_parallelism &&
-		phc->saltlen == US_SALT_BYTES &&
-		phc->hashlen == US_TAG_BYTES;
+	uint32		m_cost,
+				t_cost,
+				lanes;
+	bool		weaker;
+	bool		costlier;
+
+	us_current_params(&m_cost, &t_cost, &lanes);
+	weaker = phc->type != Argon2_id ||
+		phc->version < ARGON2_VERSION_13 ||
+		phc->m_cost < m_cost ||
+		phc->t_cost < t_cost ||
+		phc->saltlen < US_SALT_BYTES ||
+		phc->hashlen < US_TAG_BYTES;
+	costlier = phc->m_cost > m_cost ||
+		(uint64) phc->m_cost * phc->t_cost > (uint64) m_cost * t_cost;
+	return weaker && !costlier;
 }
 
 /*

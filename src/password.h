@@ -29,7 +29,7 @@ extern char *us_password_hash(const char *password, size_t len);
 extern bool us_phc_parse(const char *phc, UsPhc *out);
 extern const char *us_phc_import_problem(const char *phc);
 extern bool us_password_verify(const UsPhc *phc, const char *password, size_t len);
-extern bool us_phc_is_current(const UsPhc *phc);
+extern bool us_phc_needs_rehash(const UsPhc *phc);
 extern void us_password_dummy_work(const char *password, size_t len);
 extern void us_forget_password(text *copy);
 

@@ -644,7 +644,7 @@ us_user_verify(Datum email_datum, text *password)
 	if (!us_login_end(ok))
 		return false;
 
-	if (!us_phc_is_current(&phc) && !RecoveryInProgress() && !XactReadOnly)
+	if (us_phc_needs_rehash(&phc) && !RecoveryInProgress() && !XactReadOnly)
 	{
 		Datum		args[3];
 

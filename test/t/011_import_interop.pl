@@ -3,10 +3,12 @@
 # default parameters, and argon2i and argon2d ones made with its low-level
 # API, are imported by an import_user batch that the background workers
 # process.  verify_password accepts the right password and rejects a wrong
-# one; the first successful verify in a writable transaction replaces the
-# imported hash with one made with the current parameters (argon2id 1.3,
-# this server's user_service.argon2_* settings), which still verifies, here
-# and in argon2-cffi.  A read-only verify leaves the imported hash alone.
+# one.  A successful verify keeps those that cost more memory, or memory
+# times passes, than this server's settings (a rehash never downgrades) and
+# upgrades the weaker one; under settings above them all, the first successful verify in a writable transaction
+# replaces it with one made with the current parameters (argon2id 1.3),
+# which still verifies, here and in argon2-cffi, and is not downgraded when
+# the settings go back.  A read-only verify leaves the imported hash alone.
 use strict;
 use warnings;
 use FindBin;
@@ -87,11 +89,14 @@ sub stored
 
 sub verify
 {
-	my ($email, $password, $read_only) = @_;
+	my ($email, $password, $read_only, $settings) = @_;
 	my $sql = "SELECT user_service.verify_password('$email', '$password')";
 	$sql = "BEGIN READ ONLY; $sql; COMMIT" if $read_only;
+	$sql = "$settings $sql" if $settings;
 	return $node->safe_psql('postgres', $sql);
 }
+# settings stronger than every imported hash (argon2-cffi's default: m=102400, t=2)
+my $stronger = 'SET user_service.argon2_memory_kib = 131072; SET user_service.argon2_iterations = 3;';
 
 my $verify_py = q{
 h, pw = sys.stdin.read().split("\n", 1)
@@ -112,14 +117,30 @@ for my $email (@emails)
 	is(stored($email), $hash{$email}, "$email: read-only and failed verifies keep the imported hash");
 
 	is(verify($email, $password, 0), 't', "$email: verified in a writable transaction");
+	my ($m, $t) = $hash{$email} =~ /\$m=(\d+),t=(\d+),/;
+	if ($m > 1024 || $m * $t > 1024)
+	{
+		is(stored($email), $hash{$email},
+			"$email: kept: it costs more than this server's settings (m=1024, t=1), never downgraded");
+	}
+	else
+	{
+		like(stored($email), qr/^\$argon2id\$v=19\$m=1024,t=1,p=1\$/,
+			"$email: upgraded: weaker (argon2i 0x10, less memory) and no costlier");
+	}
+
+	# under settings above every imported hash's, a successful verify upgrades
+	is(verify($email, $password, 0, $stronger), 't', "$email: verified under stronger settings");
 	my $rehashed = stored($email);
 	like(
 		$rehashed,
-		qr/^\$argon2id\$v=19\$m=1024,t=1,p=1\$[A-Za-z0-9+\/]{22}\$[A-Za-z0-9+\/]{43}$/,
+		qr/^\$argon2id\$v=19\$m=131072,t=3,p=1\$[A-Za-z0-9+\/]{22}\$[A-Za-z0-9+\/]{43}$/,
 		"$email: rehashed with the current parameters");
-	is(verify($email, $password, 0), 't', "$email: the rehashed one verifies");
-	is(verify($email, "not $password", 0), 'f', "$email: and rejects a wrong password");
+	is(verify($email, $password, 0, $stronger), 't', "$email: the rehashed one verifies");
+	is(verify($email, "not $password", 0, $stronger), 'f', "$email: and rejects a wrong password");
 	is(stored($email), $rehashed, "$email: and is not rehashed again");
+	is(verify($email, $password, 0), 't', "$email: nor downgraded when the settings go back");
+	is(stored($email), $rehashed, "$email: it stays as it is");
 	is(py($verify_py, "$rehashed\n$password"), 'True', "$email: argon2-cffi verifies the rehashed one");
 }
 
