@@ -626,11 +626,22 @@ us_user_verify(Datum email_datum, text *password)
 		{
 			stored = TextDatumGetCString(values[Anum_users_password_hash - 1]);
 			if (!us_phc_parse(stored, &phc))
-				ereport(ERROR,
+			{
+				/*
+				 * The DBA hears of it in the server log; the caller, who may
+				 * not be the user, gets what a wrong password gets (an error
+				 * would tell that the email has an account).
+				 */
+				ereport(LOG_SERVER_ONLY,
 						(errcode(ERRCODE_DATA_CORRUPTED),
 						 errmsg("password hash of user " INT64_FORMAT " is not an argon2 PHC string",
-								DatumGetInt64(values[Anum_users_id - 1]))));
-			ok = us_password_verify(&phc, pwd, pwdlen);
+								DatumGetInt64(values[Anum_users_id - 1])),
+						 errdetail("verify_password answered false; set_password gives the user a new one.")));
+				us_password_dummy_work(pwd, pwdlen);
+				ok = false;
+			}
+			else
+				ok = us_password_verify(&phc, pwd, pwdlen);
 		}
 	}
 	PG_CATCH();

@@ -249,5 +249,19 @@ ok(index($log, $control) >= 0, 'with redact_log off the password is in the log (
 my ($rc, $o, $e) = $node->psql('postgres', 'SET user_service.redact_log = off', extra_params => [ '-U', 'monitor' ]);
 like($e, qr/permission denied to set parameter "user_service.redact_log"/, 'redact_log is superuser-only');
 
+# A stored hash that is not a PHC string: the caller gets what a wrong
+# password gets (an error would tell that the email has an account), the
+# server log names the user.
+my $corrupt_id = $node->safe_psql('postgres', q{
+	INSERT INTO user_service.users (name, email, password_hash)
+	VALUES ('Corrupt', 'corrupt@example.com', 'not a phc string') RETURNING id});
+my $log_at = -s $node->logfile;
+my ($crc, $cout, $cerr) = $node->psql('postgres',
+	q{SELECT user_service.verify_password('corrupt@example.com', 'any password')});
+is($cout, 'f', 'verify_password against a corrupt hash answers false');
+is($cerr, '', 'with no error or notice to the caller');
+like(slurp_file($node->logfile, $log_at), qr/LOG:  password hash of user $corrupt_id is not an argon2 PHC string/,
+	'and the server log names the user');
+
 $node->stop;
 done_testing();
