@@ -519,3 +519,7 @@ REVOKE ALL ON FUNCTION user_service.new_batch_handle(), user_service.stage_batch
     user_service.batch_part_status(bigint),
     user_service.batch_part_results(bigint), user_service.wait_batch_part(bigint, interval),
     user_service.cancel_batch_part(bigint) FROM PUBLIC;
+
+-- update_user that changes nothing writes nothing (src/user_ops.c).
+COMMENT ON FUNCTION user_service.update_user(bigint, text, text) IS
+    'change name and/or email (NULL keeps the value) and bump updated_at; the same values write nothing';

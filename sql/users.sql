@@ -36,6 +36,16 @@ SELECT id, name, email,
 COMMIT;
 SELECT id, name, email FROM user_service.update_user(2, email => 'Robert@Example.com');
 SELECT id, name, email FROM user_service.update_user(2);
+-- an update that changes nothing writes nothing: no new row version, the
+-- same updated_at (NULLs, or the very same values)
+SELECT xmin AS bob_xmin, updated_at AS bob_updated FROM user_service.users WHERE id = 2 \gset
+BEGIN;
+SELECT id, name, email, updated_at = :'bob_updated' AS updated_kept
+  FROM user_service.update_user(2);
+SELECT id, name, email, updated_at = :'bob_updated' AS updated_kept
+  FROM user_service.update_user(2, 'Robert', 'Robert@Example.com');
+COMMIT;
+SELECT xmin = :'bob_xmin' AS no_new_version FROM user_service.users WHERE id = 2;
 SELECT id, name, email FROM user_service.update_user(2, 'Bob', 'bob@example.com');
 -- changing only the case of one's own email is not a clash
 SELECT id, name, email FROM user_service.update_user(2, email => 'BOB@example.com');

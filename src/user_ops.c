@@ -67,11 +67,14 @@ static UsStatement us_insert_user = {
 	5, {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID}
 };
 
+/* An update that changes nothing writes nothing (see us_user_update). */
 static UsStatement us_update_user = {
 	"UPDATE user_service.users"
 	" SET name = COALESCE($2, name), email = COALESCE($3, email),"
 	" updated_at = " US_UPDATED_AT
-	" WHERE id OPERATOR(pg_catalog.=) $1" US_RETURNING_USER_INFO,
+	" WHERE id OPERATOR(pg_catalog.=) $1"
+	"   AND (name IS DISTINCT FROM COALESCE($2, name) OR email IS DISTINCT FROM COALESCE($3, email))"
+	US_RETURNING_USER_INFO,
 	3, {INT8OID, TEXTOID, TEXTOID}
 };
 
@@ -442,6 +445,7 @@ us_user_import(text *name, text *email, const char *password_hash,
  * us_user_update
  *		Change name and/or email (NULL keeps the value), bump updated_at; the
  *		updated row goes to values/nulls.  P0002 when the user is missing.
+ *		An update to the same values changes nothing, updated_at included.
  */
 void
 us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
@@ -464,7 +468,13 @@ us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
 		argnulls[2] = ' ';
 	}
 
-	if (us_execute(&us_update_user, args, argnulls, values, nulls) == 0)
+	/*
+	 * No row: the user is missing, or the update would change nothing (the
+	 * same name and email, or both NULL), which writes no row version and
+	 * keeps updated_at; the user is returned as it is.
+	 */
+	if (us_execute(&us_update_user, args, argnulls, values, nulls) == 0 &&
+		!us_fetch_by_id(id, SnapshotSelf, values, nulls))
 		us_user_not_found(id);
 }
 
