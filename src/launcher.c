@@ -21,6 +21,8 @@
 
 #include <signal.h>
 
+#include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -61,7 +63,8 @@ us_register_launcher(void)
 	BackgroundWorker bgw;
 
 	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	/* a connection to the shared catalogs only: it looks up the database */
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = 5;
 	strlcpy(bgw.bgw_library_name, "user_service", BGW_MAXLEN);
@@ -185,15 +188,38 @@ us_worker_start_due(UsLaunchedWorker *w, int i, TimestampTz now, bool *out_of_sl
 	w->retry_at = TimestampTzPlusMilliseconds(now, US_NO_SLOT_RETRY_MS);
 }
 
+/* how often the launcher looks again for a database that does not exist */
+#define US_NO_DATABASE_RETRY_MS	5000
+
+/*
+ * us_database_exists
+ *		Does user_service.database exist?  (pg_database is a shared catalog,
+ *		which the launcher's connection reaches.)
+ */
+static bool
+us_database_exists(void)
+{
+	bool		exists;
+
+	StartTransactionCommand();
+	exists = OidIsValid(get_database_oid(user_service_database, true));
+	CommitTransactionCommand();
+	return exists;
+}
+
 /*
  * user_service_launcher_main
- *		Keep user_service.workers workers running.
+ *		Keep user_service.workers workers running.  While user_service.database
+ *		does not exist, start none (a worker would fail to connect and be
+ *		started again, forever): say so once, look again every few seconds,
+ *		and start them once it is created.
  */
 void
 user_service_launcher_main(Datum arg)
 {
 	UsLaunchedWorker workers[US_MAX_WORKERS];
 	bool		out_of_slots = false;
+	bool		database_missing = false;
 
 	memset(workers, 0, sizeof(workers));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -201,6 +227,7 @@ user_service_launcher_main(Datum arg)
 	pqsignal(SIGUSR1, us_launcher_sigusr1);
 	BackgroundWorkerUnblockSignals();
 
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	ereport(LOG, (errmsg("user_service launcher started")));
 	us_stop_orphans();
 
@@ -217,6 +244,20 @@ user_service_launcher_main(Datum arg)
 		}
 
 		now = GetCurrentTimestamp();
+		if (user_service_workers > 0)
+		{
+			bool		exists = us_database_exists();
+
+			if (!exists && !database_missing)
+				ereport(LOG,
+						(errmsg("user_service.database \"%s\" does not exist: the user_service workers start once it is created",
+								user_service_database)));
+			else if (exists && database_missing)
+				ereport(LOG,
+						(errmsg("user_service.database \"%s\" exists now: starting the user_service workers",
+								user_service_database)));
+			database_missing = !exists;
+		}
 		for (int i = 0; i < US_MAX_WORKERS; i++)
 		{
 			UsLaunchedWorker *w = &workers[i];
@@ -235,7 +276,9 @@ user_service_launcher_main(Datum arg)
 				}
 			}
 
-			if (w->handle == NULL && wanted)
+			if (w->handle == NULL && wanted && database_missing)
+				timeout = Min(timeout, US_NO_DATABASE_RETRY_MS);
+			else if (w->handle == NULL && wanted)
 			{
 				us_worker_start_due(w, i, now, &out_of_slots);
 				if (w->handle == NULL)
