@@ -21,8 +21,12 @@
 
 #include <signal.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
+#include "utils/fmgroids.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -193,16 +197,29 @@ us_worker_start_due(UsLaunchedWorker *w, int i, TimestampTz now, bool *out_of_sl
 
 /*
  * us_database_exists
- *		Does user_service.database exist?  (pg_database is a shared catalog,
- *		which the launcher's connection reaches.)
+ *		Does user_service.database exist?  pg_database is a shared catalog,
+ *		which the launcher's connection reaches; it is read with a heap scan
+ *		(as the logical replication launcher reads pg_subscription): a
+ *		process without a database cannot build the relcache entry of a
+ *		catalog index (get_database_oid's way) before the shared init file
+ *		exists, in a fresh cluster.
  */
 static bool
 us_database_exists(void)
 {
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
 	bool		exists;
 
 	StartTransactionCommand();
-	exists = OidIsValid(get_database_oid(user_service_database, true));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(user_service_database));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	exists = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return exists;
 }

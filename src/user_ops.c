@@ -197,19 +197,20 @@ us_fetch_by_email(const char *email, Snapshot snapshot,
 /*
  * us_email_taken
  *		The one error of an email in use, whatever found it (a lookup, a
- *		claim of another shard's user, the unique index in a race).
+ *		claim of another shard's user, the unique index in a race).  It
+ *		names the schema, table and constraint itself, without opening the
+ *		table: us_write_user raises it where no catalog access is allowed.
  */
 void
 us_email_taken(const char *email)
 {
-	Oid			relid = us_catalog()->users_relid;
-	Relation	rel = relation_open(relid, AccessShareLock);
-
 	ereport(ERROR,
 			(errcode(ERRCODE_UNIQUE_VIOLATION),
 			 errmsg("a user with email \"%s\" already exists", email),
 			 errdetail("Email addresses are unique regardless of case."),
-			 errtableconstraint(rel, "users_email_key")));
+			 err_generic_string(PG_DIAG_SCHEMA_NAME, "user_service"),
+			 err_generic_string(PG_DIAG_TABLE_NAME, "users"),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "users_email_key")));
 }
 
 /*
@@ -386,6 +387,46 @@ us_execute(UsStatement *stmt, Datum *args, const char *argnulls,
 }
 
 /*
+ * us_write_user
+ *		us_execute for the INSERT and UPDATE of a user with this email: a
+ *		race with another writer of the same email, which the pre-check
+ *		could not see and the unique index decides, gets the API's error
+ *		(us_email_taken) rather than the index's.  The index's error is
+ *		replaced, not caught: nothing but the new error runs after it, and
+ *		the (sub)transaction's abort cleans up as it would have.
+ */
+static uint64
+us_write_user(UsStatement *stmt, Datum *args, const char *argnulls,
+			  Datum *row_values, bool *row_nulls, const char *email)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	uint64		n = 0;
+
+	PG_TRY();
+	{
+		n = us_execute(stmt, args, argnulls, row_values, row_nulls);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (email != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			edata->constraint_name != NULL &&
+			strcmp(edata->constraint_name, "users_email_key") == 0)
+		{
+			FlushErrorState();
+			us_email_taken(email);
+		}
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return n;
+}
+
+/*
  * us_user_insert
  *		Validate and insert a user, with a password to hash or a hash made
  *		elsewhere (exactly one of the two); the new row (users-ordered) goes
@@ -414,7 +455,7 @@ us_user_insert(text *name, text *email, text *password, const char *hash,
 	args[2] = CStringGetTextDatum(hash);
 	args[3] = Int64GetDatum(shard_count);
 	args[4] = Int64GetDatum(shard);
-	if (us_execute(&us_insert_user, args, NULL, values, nulls) != 1)
+	if (us_write_user(&us_insert_user, args, NULL, values, nulls, vemail) != 1)
 		elog(ERROR, "insert into user_service.users returned no row");
 }
 
@@ -452,6 +493,7 @@ us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
 {
 	Datum		args[3];
 	char		argnulls[3] = {' ', 'n', 'n'};
+	char	   *vemail = NULL;
 
 	args[0] = Int64GetDatum(id);
 	if (name != NULL)
@@ -461,8 +503,7 @@ us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
 	}
 	if (email != NULL)
 	{
-		char	   *vemail = us_valid_email(email);
-
+		vemail = us_valid_email(email);
 		us_check_email_free(vemail, id);
 		args[2] = CStringGetTextDatum(vemail);
 		argnulls[2] = ' ';
@@ -473,7 +514,7 @@ us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
 	 * same name and email, or both NULL), which writes no row version and
 	 * keeps updated_at; the user is returned as it is.
 	 */
-	if (us_execute(&us_update_user, args, argnulls, values, nulls) == 0 &&
+	if (us_write_user(&us_update_user, args, argnulls, values, nulls, vemail) == 0 &&
 		!us_fetch_by_id(id, SnapshotSelf, values, nulls))
 		us_user_not_found(id);
 }
