@@ -43,7 +43,6 @@
 
 #include "catalog.h"
 #include "email_claims.h"
-#include "shard.h"
 
 /* "us": the first key of the advisory locks taken here */
 #define US_CLAIM_LOCK_SPACE		0x7573
@@ -61,18 +60,14 @@ static UsStatement us_delete_claim = {
 
 /*
  * us_claims_apply
- *		Whether emails can be claimed here: a shard of more than one (a
- *		single database never has claims, and its creates and updates take
- *		no claim lock).
+ *		Whether emails can be claimed in a database with this shard count
+ *		(us_shard_config): on a shard of more than one.  A single database
+ *		never has claims, and its creates and updates take no claim lock.
  */
 bool
-us_claims_apply(void)
+us_claims_apply(int64 shard_count)
 {
-	int64		count;
-	int64		shard;
-
-	return OidIsValid(us_catalog()->email_claims_relid) &&
-		us_shard_config(&count, &shard) && count > 1;
+	return shard_count > 1 && OidIsValid(us_catalog()->email_claims_relid);
 }
 
 /*

@@ -11,7 +11,7 @@
 
 #include "us_common.h"
 
-extern bool us_claims_apply(void);
+extern bool us_claims_apply(int64 shard_count);
 extern void us_claims_lock(const char *key);
 extern int64 us_claim_owner(const char *key);
 extern void us_claim_insert(const char *key, int64 user_id);

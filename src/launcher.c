@@ -225,6 +225,27 @@ us_database_exists(void)
 }
 
 /*
+ * us_database_missing
+ *		Is user_service.database missing?  Logs when that changes (was_missing:
+ *		the last answer).
+ */
+static bool
+us_database_missing(bool was_missing)
+{
+	bool		exists = us_database_exists();
+
+	if (!exists && !was_missing)
+		ereport(LOG,
+				(errmsg("user_service.database \"%s\" does not exist: the user_service workers start once it is created",
+						user_service_database)));
+	else if (exists && was_missing)
+		ereport(LOG,
+				(errmsg("user_service.database \"%s\" exists now: starting the user_service workers",
+						user_service_database)));
+	return !exists;
+}
+
+/*
  * user_service_launcher_main
  *		Keep user_service.workers workers running.  While user_service.database
  *		does not exist, start none (a worker would fail to connect and be
@@ -237,6 +258,7 @@ user_service_launcher_main(Datum arg)
 	UsLaunchedWorker workers[US_MAX_WORKERS];
 	bool		out_of_slots = false;
 	bool		database_missing = false;
+	bool		looked;
 
 	memset(workers, 0, sizeof(workers));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -261,20 +283,7 @@ user_service_launcher_main(Datum arg)
 		}
 
 		now = GetCurrentTimestamp();
-		if (user_service_workers > 0)
-		{
-			bool		exists = us_database_exists();
-
-			if (!exists && !database_missing)
-				ereport(LOG,
-						(errmsg("user_service.database \"%s\" does not exist: the user_service workers start once it is created",
-								user_service_database)));
-			else if (exists && database_missing)
-				ereport(LOG,
-						(errmsg("user_service.database \"%s\" exists now: starting the user_service workers",
-								user_service_database)));
-			database_missing = !exists;
-		}
+		looked = false;
 		for (int i = 0; i < US_MAX_WORKERS; i++)
 		{
 			UsLaunchedWorker *w = &workers[i];
@@ -293,6 +302,12 @@ user_service_launcher_main(Datum arg)
 				}
 			}
 
+			if (w->handle == NULL && wanted && !looked)
+			{
+				/* once a round, and only when there is a worker to start */
+				database_missing = us_database_missing(database_missing);
+				looked = true;
+			}
 			if (w->handle == NULL && wanted && database_missing)
 				timeout = Min(timeout, US_NO_DATABASE_RETRY_MS);
 			else if (w->handle == NULL && wanted)

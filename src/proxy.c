@@ -68,10 +68,6 @@ typedef struct ProxyTarget
 	bool		takes_password;
 } ProxyTarget;
 
-static const char *const password_functions[] = {
-	"create_user", "verify_password", "set_password", "submit_batch",
-};
-
 static ProxyTarget *
 proxy_target(FunctionCallInfo fcinfo)
 {
@@ -104,9 +100,7 @@ proxy_target(FunctionCallInfo fcinfo)
 
 	target = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(ProxyTarget));
 	fmgr_info_cxt(inner, &target->flinfo, flinfo->fn_mcxt);
-	for (size_t i = 0; i < lengthof(password_functions); i++)
-		if (strcmp(name, password_functions[i]) == 0)
-			target->takes_password = true;
+	target->takes_password = us_is_password_function(name);
 	flinfo->fn_extra = target;
 	return target;
 }

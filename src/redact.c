@@ -112,6 +112,16 @@ has_word_of(const char *s, const char *const *words, size_t nwords)
 	return false;
 }
 
+/* Is this the name of one of the functions that take a password? */
+bool
+us_is_password_function(const char *name)
+{
+	for (size_t i = 0; i < lengthof(password_functions); i++)
+		if (strcmp(name, password_functions[i]) == 0)
+			return true;
+	return false;
+}
+
 static bool
 names_password_function(const char *s)
 {

@@ -13,5 +13,6 @@
 
 extern void us_redact_init(void);
 extern void us_password_call(void);
+extern bool us_is_password_function(const char *name);
 
 #endif							/* US_REDACT_H */

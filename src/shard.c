@@ -107,23 +107,18 @@ us_shard_check_data(int64 count, int64 shard)
 }
 
 /*
- * us_shard_place
- *		Before a user is created: this database's place (shard 0 of 1
- *		without a configuration, or under a schema before 1.3), read
- *		straight from shard_config, and for a configured shard the check
+ * us_shard_check_place
+ *		Before a configured shard (us_shard_config) creates a user: the check
  *		above, as the tables' owner.  The new id is n * count + shard.
  */
 void
-us_shard_place(int64 *count, int64 *shard)
+us_shard_check_place(int64 count, int64 shard)
 {
-	if (us_shard_config(count, shard))
-	{
-		UsSavedUser saved;
+	UsSavedUser saved;
 
-		us_spi_begin(&saved);
-		us_shard_check_data(*count, *shard);
-		us_spi_end(&saved);
-	}
+	us_spi_begin(&saved);
+	us_shard_check_data(count, shard);
+	us_spi_end(&saved);
 }
 
 /*

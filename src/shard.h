@@ -10,7 +10,7 @@
 
 #include "us_common.h"
 
-extern void us_shard_place(int64 *count, int64 *shard);
 extern bool us_shard_config(int64 *count, int64 *shard);
+extern void us_shard_check_place(int64 count, int64 shard);
 
 #endif							/* US_SHARD_H */

@@ -222,15 +222,16 @@ us_email_taken(const char *email)
  *		SnapshotSelf sees what the index would: committed rows and this
  *		transaction's own.  The claim lock is held to the end of the
  *		transaction, so that no claim of the email slips in before our row
- *		(on a shard of more than one: elsewhere there are no claims).
+ *		(on a shard of more than one, shard_count from us_shard_config:
+ *		elsewhere there are no claims).
  */
 static void
-us_check_email_free(const char *email, int64 except_id)
+us_check_email_free(const char *email, int64 except_id, int64 shard_count)
 {
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
 
-	if (us_claims_apply())
+	if (us_claims_apply(shard_count))
 	{
 		char	   *key = us_lower_email(email);
 		int64		owner;
@@ -260,8 +261,11 @@ us_user_claim_email(text *email, int64 user_id)
 	Datum		values[Natts_users];
 	bool		nulls[Natts_users];
 	int64		owner;
+	int64		shard_count;
+	int64		shard;
 
-	if (!us_claims_apply())
+	(void) us_shard_config(&shard_count, &shard);
+	if (!us_claims_apply(shard_count))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("this database is not a shard of a cluster"),
@@ -442,11 +446,15 @@ us_user_insert(text *name, text *email, text *password, const char *hash,
 	Datum		args[5];
 	int64		shard_count;
 	int64		shard;
+	bool		configured;
 
 	if (password)
 		us_check_password(password);
-	us_check_email_free(vemail, 0);
-	us_shard_place(&shard_count, &shard);
+	/* shard_config read once: for the claims and for the new id */
+	configured = us_shard_config(&shard_count, &shard);
+	us_check_email_free(vemail, 0, shard_count);
+	if (configured)
+		us_shard_check_place(shard_count, shard);
 	if (password)
 		hash = us_password_hash(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
 
@@ -503,8 +511,12 @@ us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
 	}
 	if (email != NULL)
 	{
+		int64		shard_count;
+		int64		shard;
+
 		vemail = us_valid_email(email);
-		us_check_email_free(vemail, id);
+		(void) us_shard_config(&shard_count, &shard);
+		us_check_email_free(vemail, id, shard_count);
 		args[2] = CStringGetTextDatum(vemail);
 		argnulls[2] = ' ';
 	}
