@@ -523,3 +523,100 @@ REVOKE ALL ON FUNCTION user_service.new_batch_handle(), user_service.stage_batch
 -- update_user that changes nothing writes nothing (src/user_ops.c).
 COMMENT ON FUNCTION user_service.update_user(bigint, text, text) IS
     'change name and/or email (NULL keeps the value) and bump updated_at; the same values write nothing';
+
+-- delete_user returns the user it deleted (what DELETE ... RETURNING gives).
+-- A function's result type cannot be changed in place: it is dropped and
+-- made again, keeping the privileges it had (the grants of an application
+-- role survive the update; pg_init_privs keeps the extension's own).
+DO $$
+DECLARE
+    acl pg_catalog.aclitem[];
+BEGIN
+    SELECT p.proacl INTO acl FROM pg_catalog.pg_proc p
+     WHERE p.oid = 'user_service.delete_user(bigint)'::pg_catalog.regprocedure;
+    DROP FUNCTION user_service.delete_user(bigint);
+    CREATE FUNCTION user_service.delete_user(id bigint)
+    RETURNS user_service.user_info
+    AS 'MODULE_PATHNAME', 'delete_user'
+    LANGUAGE C VOLATILE;
+    REVOKE EXECUTE ON FUNCTION user_service.delete_user(bigint) FROM PUBLIC;
+    UPDATE pg_catalog.pg_proc SET proacl = acl
+     WHERE oid = 'user_service.delete_user(bigint)'::pg_catalog.regprocedure;
+END
+$$;
+COMMENT ON FUNCTION user_service.delete_user(bigint) IS
+    'delete the user with this id and return it; P0002 when there is none';
+
+-- Pages as rows: every driver reads scalar columns natively, where an array
+-- of user_info arrives as text.  One row per user, in id order, each with
+-- the exact total; the page and the total come from one call of list_users
+-- (one snapshot).  Past the end there are no rows (a loop that stops at an
+-- empty page stops); the jsonb forms below carry the total on every page,
+-- an empty one too.  SECURITY DEFINER so that EXECUTE on this function is
+-- all a role needs, as for the C functions.
+CREATE FUNCTION user_service.list_users_rows(page int DEFAULT 1, per_page int DEFAULT 20)
+RETURNS TABLE (id bigint, name text, email text, created_at timestamptz,
+               updated_at timestamptz, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+ROWS 20
+AS $$
+    SELECT u.id, u.name, u.email, u.created_at, u.updated_at, l.total
+      FROM user_service.list_users($1, $2) l,
+           unnest(l.users) WITH ORDINALITY AS u(id, name, email, created_at, updated_at, n)
+     ORDER BY u.n
+$$;
+COMMENT ON FUNCTION user_service.list_users_rows(int, int) IS
+    'one page of users as rows in id order, each with the exact total; no rows past the end';
+
+CREATE FUNCTION user_service.list_users_after_rows(after_id bigint DEFAULT 0, per_page int DEFAULT 20)
+RETURNS TABLE (id bigint, name text, email text, created_at timestamptz,
+               updated_at timestamptz, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+ROWS 20
+AS $$
+    SELECT u.id, u.name, u.email, u.created_at, u.updated_at, l.total
+      FROM user_service.list_users_after($1, $2) l,
+           unnest(l.users) WITH ORDINALITY AS u(id, name, email, created_at, updated_at, n)
+     ORDER BY u.n
+$$;
+COMMENT ON FUNCTION user_service.list_users_after_rows(bigint, int) IS
+    'the per_page users with id > after_id as rows, each with the exact total; no rows past the end';
+
+-- Pages as one jsonb value: {"total": n, "users": [{"id", "name", "email",
+-- "created_at", "updated_at"}, ...]}, the total present on an empty page too.
+-- Ids are JSON numbers (exact in JSON; JavaScript's JSON.parse is exact up to
+-- 2^53 - 1), times as ISO 8601 strings with their offset.
+CREATE FUNCTION user_service.list_users_json(page int DEFAULT 1, per_page int DEFAULT 20)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('total', l.total, 'users',
+               COALESCE((SELECT jsonb_agg(jsonb_build_object('id', u.id, 'name', u.name,
+                                     'email', u.email, 'created_at', u.created_at,
+                                     'updated_at', u.updated_at) ORDER BY u.n)
+                           FROM unnest(l.users) WITH ORDINALITY
+                                AS u(id, name, email, created_at, updated_at, n)), '[]'::jsonb))
+      FROM user_service.list_users($1, $2) l
+$$;
+COMMENT ON FUNCTION user_service.list_users_json(int, int) IS
+    'one page of users and the exact total as {"total": n, "users": [...]}';
+
+CREATE FUNCTION user_service.list_users_after_json(after_id bigint DEFAULT 0, per_page int DEFAULT 20)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('total', l.total, 'users',
+               COALESCE((SELECT jsonb_agg(jsonb_build_object('id', u.id, 'name', u.name,
+                                     'email', u.email, 'created_at', u.created_at,
+                                     'updated_at', u.updated_at) ORDER BY u.n)
+                           FROM unnest(l.users) WITH ORDINALITY
+                                AS u(id, name, email, created_at, updated_at, n)), '[]'::jsonb))
+      FROM user_service.list_users_after($1, $2) l
+$$;
+COMMENT ON FUNCTION user_service.list_users_after_json(bigint, int) IS
+    'the per_page users with id > after_id and the exact total as {"total": n, "users": [...]}';
+
+REVOKE ALL ON FUNCTION user_service.list_users_rows(int, int),
+    user_service.list_users_after_rows(bigint, int),
+    user_service.list_users_json(int, int),
+    user_service.list_users_after_json(bigint, int) FROM PUBLIC;

@@ -126,12 +126,12 @@ AS $$
 $$;
 
 CREATE FUNCTION user_service_proxy.delete_on(id bigint)
-RETURNS void
+RETURNS user_service.user_info
 LANGUAGE plproxy
 AS $$
     CLUSTER 'user_service_cluster';
     RUN ON user_service_proxy.id_shard(id);
-    SELECT user_service.delete_user(id);
+    SELECT * FROM user_service.delete_user(id);
 $$;
 
 CREATE FUNCTION user_service_proxy.verify_at_home(email text, password text)
@@ -559,6 +559,10 @@ AS $$
 DECLARE
     result boolean;
 BEGIN
+    -- the router's own cap, as a single node's wait_batch applies it
+    IF current_setting('user_service.max_batch_wait', true) NOT IN ('0', '') THEN
+        timeout := least(timeout, current_setting('user_service.max_batch_wait')::interval);
+    END IF;
     SELECT bool_and(w) INTO result FROM user_service_proxy.wait_batch_part(batch_id, timeout) w;
     IF result IS NULL THEN
         PERFORM user_service_proxy.batch_not_found(batch_id);
@@ -724,26 +728,22 @@ $$;
 
 -- A delete, and the release of the claim its email had on another shard.
 CREATE FUNCTION user_service_proxy.delete_user(id bigint)
-RETURNS void
+RETURNS user_service.user_info
 LANGUAGE plpgsql
 AS $$
 DECLARE
     n int := user_service_proxy.shard_count();
     old user_service.user_info;
 BEGIN
-    IF id IS NULL OR n <= 1 THEN
-        PERFORM user_service_proxy.delete_on(id);
-        RETURN;
-    END IF;
-    old := user_service_proxy.get_user(id);
-    PERFORM user_service_proxy.delete_on(id);
-    IF (user_service.email_hash(old.email) & (n - 1)) <> (id & (n - 1)) THEN
+    old := user_service_proxy.delete_on(id);
+    IF n > 1 AND (user_service.email_hash(old.email) & (n - 1)) <> (id & (n - 1)) THEN
         BEGIN
             PERFORM user_service_proxy.release_email_claim(old.email, id);
         EXCEPTION WHEN OTHERS THEN
             NULL;   -- the delete stands; reconcile_email_claims removes the claim
         END;
     END IF;
+    RETURN old;
 END
 $$;
 
@@ -823,11 +823,11 @@ COMMENT ON FUNCTION user_service.update_user(bigint, text, text) IS
     'change name and/or email (NULL keeps the value); an email of another shard''s home is claimed there first';
 
 CREATE FUNCTION user_service.delete_user(id bigint)
-RETURNS void
+RETURNS user_service.user_info
 AS 'MODULE_PATHNAME', 'proxy_call'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.delete_user(bigint) IS
-    'delete the user with this id; P0002 when there is none';
+    'delete the user with this id and return it; P0002 when there is none';
 
 CREATE FUNCTION user_service.list_users(page int DEFAULT 1, per_page int DEFAULT 20,
                                         OUT total bigint, OUT users user_service.user_info[])
@@ -981,6 +981,64 @@ AS 'MODULE_PATHNAME', 'proxy_call'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.reconcile_email_claims(interval) IS
     'remove email claims (older than older_than) that do not match their user; returns how many';
+
+-- Pages as rows and as jsonb, over the router's list_users and
+-- list_users_after, as a single node defines them.
+CREATE FUNCTION user_service.list_users_rows(page int DEFAULT 1, per_page int DEFAULT 20)
+RETURNS TABLE (id bigint, name text, email text, created_at timestamptz,
+               updated_at timestamptz, total bigint)
+LANGUAGE sql STABLE ROWS 20
+AS $$
+    SELECT u.id, u.name, u.email, u.created_at, u.updated_at, l.total
+      FROM user_service.list_users($1, $2) l,
+           unnest(l.users) WITH ORDINALITY AS u(id, name, email, created_at, updated_at, n)
+     ORDER BY u.n
+$$;
+COMMENT ON FUNCTION user_service.list_users_rows(int, int) IS
+    'one page of users over all shards as rows in id order, each with the exact total; no rows past the end';
+
+CREATE FUNCTION user_service.list_users_after_rows(after_id bigint DEFAULT 0, per_page int DEFAULT 20)
+RETURNS TABLE (id bigint, name text, email text, created_at timestamptz,
+               updated_at timestamptz, total bigint)
+LANGUAGE sql STABLE ROWS 20
+AS $$
+    SELECT u.id, u.name, u.email, u.created_at, u.updated_at, l.total
+      FROM user_service.list_users_after($1, $2) l,
+           unnest(l.users) WITH ORDINALITY AS u(id, name, email, created_at, updated_at, n)
+     ORDER BY u.n
+$$;
+COMMENT ON FUNCTION user_service.list_users_after_rows(bigint, int) IS
+    'the per_page users with id > after_id over all shards as rows, each with the exact total';
+
+CREATE FUNCTION user_service.list_users_json(page int DEFAULT 1, per_page int DEFAULT 20)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('total', l.total, 'users',
+               COALESCE((SELECT jsonb_agg(jsonb_build_object('id', u.id, 'name', u.name,
+                                     'email', u.email, 'created_at', u.created_at,
+                                     'updated_at', u.updated_at) ORDER BY u.n)
+                           FROM unnest(l.users) WITH ORDINALITY
+                                AS u(id, name, email, created_at, updated_at, n)), '[]'::jsonb))
+      FROM user_service.list_users($1, $2) l
+$$;
+COMMENT ON FUNCTION user_service.list_users_json(int, int) IS
+    'one page of users over all shards and the exact total as {"total": n, "users": [...]}';
+
+CREATE FUNCTION user_service.list_users_after_json(after_id bigint DEFAULT 0, per_page int DEFAULT 20)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('total', l.total, 'users',
+               COALESCE((SELECT jsonb_agg(jsonb_build_object('id', u.id, 'name', u.name,
+                                     'email', u.email, 'created_at', u.created_at,
+                                     'updated_at', u.updated_at) ORDER BY u.n)
+                           FROM unnest(l.users) WITH ORDINALITY
+                                AS u(id, name, email, created_at, updated_at, n)), '[]'::jsonb))
+      FROM user_service.list_users_after($1, $2) l
+$$;
+COMMENT ON FUNCTION user_service.list_users_after_json(bigint, int) IS
+    'the per_page users with id > after_id over all shards and the exact total as {"total": n, "users": [...]}';
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA user_service FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA user_service_proxy FROM PUBLIC;

@@ -160,6 +160,11 @@ SELECT user_service.submit_batch('create_user', $$[
     {"name": "C2", "email": "c2@example.com", "password": "password c2"}
 ]$$) AS b5 \gset
 SELECT user_service.wait_batch(:b5, '50 milliseconds') AS done_in_time;
+-- user_service.max_batch_wait caps one call, whatever its timeout asks (a
+-- pooled client polls): an hour's wait returns false after 100 ms
+SHOW user_service.max_batch_wait;
+SET LOCAL user_service.max_batch_wait = '100ms';
+SELECT user_service.wait_batch(:b5, '1 hour') AS done_within_cap;
 SELECT state, pending FROM user_service.batch_status(:b5);
 SELECT user_service.cancel_batch(:b5) AS cancelled;
 COMMIT;

@@ -115,3 +115,56 @@ WITH RECURSIVE walk(after_id, seen) AS (
       FROM walk w, user_service.list_users_after(w.after_id, 2) l
      WHERE cardinality(l.users) > 0)
 SELECT max(seen) AS walked, (SELECT count(*) FROM user_service.users) AS counted FROM walk;
+
+-- Rows forms: one row per user in id order, each with the exact total; the
+-- same page as list_users / list_users_after, from one call (one snapshot)
+SELECT count(*) AS users, count(DISTINCT total) AS totals, min(total) = (SELECT count(*) FROM user_service.users) AS exact
+  FROM user_service.list_users_rows(1, 4);
+SELECT array_agg(r.id ORDER BY r.id) = array_agg(r.id) AS in_id_order,
+       array_agg(r.id) = (SELECT array_agg(u.id) FROM user_service.list_users(2, 3) l, unnest(l.users) u) AS same_page
+  FROM user_service.list_users_rows(2, 3) r;
+SELECT r.name, r.total = (SELECT count(*) FROM user_service.users) AS exact
+  FROM user_service.list_users_after_rows(:k1 + 2, 3) r;
+-- the columns a driver reads
+SELECT pg_get_function_result('user_service.list_users_rows(int, int)'::regprocedure);
+SELECT pg_get_function_arguments('user_service.list_users_rows(int, int)'::regprocedure);
+SELECT pg_get_function_arguments('user_service.list_users_after_rows(bigint, int)'::regprocedure);
+-- past the end: no rows at all (never a row of NULLs); default arguments
+SELECT count(*) FROM user_service.list_users_rows(2147483647, 100);
+SELECT count(*) FROM user_service.list_users_after_rows(9223372036854775807);
+SELECT count(*) = least(20, (SELECT count(*) FROM user_service.users)) AS defaults
+  FROM user_service.list_users_rows();
+SELECT count(*) = least(20, (SELECT count(*) FROM user_service.users)) AS defaults
+  FROM user_service.list_users_after_rows();
+-- the same checks and errors as list_users
+SELECT s, pg_temp.try(s) FROM (VALUES
+    ('SELECT * FROM user_service.list_users_rows(0, 2)'),
+    ('SELECT * FROM user_service.list_users_rows(NULL, 2)'),
+    ('SELECT * FROM user_service.list_users_rows(1, 101)'),
+    ('SELECT * FROM user_service.list_users_after_rows(0, NULL)'),
+    ('SELECT * FROM user_service.list_users_after_rows(NULL)'),
+    ('SELECT user_service.list_users_json(1, 0)'),
+    ('SELECT user_service.list_users_after_json(NULL, 2)')
+) AS t(s);
+
+-- jsonb forms: {"total": n, "users": [...]}, the total on an empty page too
+SELECT jsonb_typeof(j->'total') AS total_type, (j->>'total')::bigint = (SELECT count(*) FROM user_service.users) AS exact,
+       jsonb_array_length(j->'users') AS n,
+       (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(j->'users'->0) k) AS keys,
+       jsonb_typeof(j->'users'->0->'id') AS id_type
+  FROM user_service.list_users_json(1, 3) j;
+SELECT (j->'users'->0->>'id')::bigint = (SELECT min(id) FROM user_service.users) AS first_id,
+       (j->'users'->0->>'created_at')::timestamptz = (SELECT created_at FROM user_service.users ORDER BY id LIMIT 1) AS same_time
+  FROM user_service.list_users_json(1, 3) j;
+SELECT (j->>'total')::bigint = (SELECT count(*) FROM user_service.users) AS exact, j->'users' AS users
+  FROM user_service.list_users_json(2147483647, 100) j;
+SELECT (j->>'total')::bigint = (SELECT count(*) FROM user_service.users) AS exact, j->'users' AS users
+  FROM user_service.list_users_after_json(9223372036854775807) j;
+SELECT array(SELECT (e->>'name') FROM jsonb_array_elements(j->'users') e) AS names
+  FROM user_service.list_users_after_json(:k1 + 2, 3) j;
+-- an empty table: no rows, and the jsonb form says 0
+BEGIN;
+DELETE FROM user_service.users;
+SELECT count(*) FROM user_service.list_users_rows();
+SELECT user_service.list_users_json();
+ROLLBACK;

@@ -77,10 +77,16 @@ SELECT id, name, email FROM user_service.create_user('App', 'app@example.com', '
 SELECT id, name, email FROM user_service.get_user(1);
 SELECT id, name, email FROM user_service.update_user(1, name => 'App User');
 SELECT total, cardinality(users) FROM user_service.list_users();
+SELECT id, name, total FROM user_service.list_users_rows();
+SELECT id, name, total FROM user_service.list_users_after_rows();
+SELECT user_service.list_users_json() ->> 'total' AS total;
+SELECT user_service.list_users_after_json() ->> 'total' AS total;
+-- the caps an administrator sets stay out of its reach
+SELECT pg_temp.try($$SET user_service.max_batch_wait = 0$$);
 SELECT user_service.set_password(1, 'new app password');
 SELECT user_service.verify_password('app@example.com', 'new app password');
 SELECT id FROM user_service.create_user('Gone', 'gone@example.com', 'gone password');
-SELECT user_service.delete_user(2);
+SELECT id, name FROM user_service.delete_user(2);
 -- ... the batch API too (the items run as the workers, whoever submits) ...
 BEGIN;
 SELECT user_service.submit_batch('delete_user', '[{"id": 424242}]') AS app_batch \gset
@@ -160,7 +166,7 @@ SELECT user_service.set_password(3, 'another password');
 SELECT user_service.verify_password('mallory@example.com', 'another password');
 SELECT total FROM user_service.list_users();
 SELECT id, name FROM user_service.get_user(3);
-SELECT user_service.delete_user(3);
+SELECT id FROM user_service.delete_user(3);
 SELECT user_service.submit_batch('create_user',
     '[{"name": "Trudy", "email": "trudy@example.com", "password": "trudy password"}]') AS hijack_batch \gset
 SELECT user_service.wait_batch(:hijack_batch, '60 seconds') AS done;

@@ -62,11 +62,17 @@ SELECT user_service.verify_password('bob@example.com', 'battery staple') AS old_
        user_service.verify_password('bob@example.com', 'new password') AS new_pw;
 SELECT pg_temp.try($$SELECT user_service.set_password(42, 'new password')$$);
 
--- delete_user
-SELECT user_service.delete_user(2);
+-- delete_user returns the user it deleted (DELETE ... RETURNING)
+SELECT id, name, email, created_at = updated_at AS times FROM user_service.delete_user(2);
 SELECT pg_temp.try('SELECT user_service.delete_user(2)');
 SELECT pg_temp.try('SELECT user_service.get_user(2)');
 SELECT id, name FROM user_service.users ORDER BY id;
+
+-- callers written for the void result still work (a statement, PERFORM)
+SELECT id AS deleted_id FROM user_service.create_user('Dora', 'dora@example.com', 'battery staple') \gset
+DO $$ BEGIN PERFORM user_service.delete_user(currval(pg_get_serial_sequence('user_service.users', 'id'))); END $$;
+SELECT count(*) FROM user_service.users WHERE id = :deleted_id;
+SELECT pg_get_function_result('user_service.delete_user(bigint)'::regprocedure);
 
 -- the deleted user's email is free again
 SELECT name, email FROM user_service.create_user('Bob', 'bob@example.com', 'battery staple');
@@ -74,7 +80,7 @@ SELECT name, email FROM user_service.create_user('Bob', 'bob@example.com', 'batt
 -- everything rolls back with the caller's transaction
 BEGIN;
 SELECT name FROM user_service.create_user('Carol', 'carol@example.com', 'carol password');
-SELECT user_service.delete_user(1);
+SELECT id FROM user_service.delete_user(1);
 ROLLBACK;
 SELECT id, name FROM user_service.users ORDER BY id;
 

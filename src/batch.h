@@ -54,6 +54,9 @@ typedef void (*UsGroupStarted) (void *arg, int64 batch_id, const char *kind,
 extern int	us_process_group(UsGroupStarted started, void *arg, int max_items,
 							 int64 *check_batch, bool *work_deferred);
 
+/* batches.c */
+extern void us_batches_init(void);
+
 /* batch_housekeeping.c */
 extern void us_batch_housekeeping_init(void);
 extern bool us_batches_run_here(void);

@@ -425,7 +425,7 @@ us_apply_delete(Jsonb *payload)
 {
 	int64		id = us_item_id(payload);
 
-	us_user_delete(id);
+	us_user_delete(id, NULL, NULL);
 	return id;
 }
 

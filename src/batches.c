@@ -19,6 +19,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -35,6 +36,30 @@ PG_FUNCTION_INFO_V1(wait_batch);
 PG_FUNCTION_INFO_V1(process_batches);
 PG_FUNCTION_INFO_V1(running_items);
 PG_FUNCTION_INFO_V1(worker_info);
+
+/*
+ * GUC variable, named after its GUC: the longest one wait_batch call
+ * sleeps, in milliseconds, whatever its timeout asks (0: no cap).  Behind a
+ * transaction pooler a wait holds a server connection; with a cap, a client
+ * polls wait_batch instead and the connection is shared between polls.
+ */
+static int	user_service_max_batch_wait = 0;
+
+void
+us_batches_init(void)
+{
+	DefineCustomIntVariable("user_service.max_batch_wait",
+							"Longest wait of one wait_batch call (0: as long as its timeout).",
+							"wait_batch returns false when the cap is reached first; "
+							"a pooled client calls it again.",
+							&user_service_max_batch_wait,
+							0,
+							0,
+							INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
 
 static UsStatement us_select_status = {
 	"SELECT batch_id, kind, state, total, pending, running, succeeded, failed,"
@@ -332,6 +357,8 @@ us_batch_finished(int64 batch_id)
  * wait_batch(batch_id bigint, timeout interval DEFAULT '1 minute')
  *		RETURNS boolean
  *
+ * True when the batch is finished, false when the timeout (or
+ * user_service.max_batch_wait, when that is set and shorter) ran out.
  * Sleeps on a condition variable that is broadcast whenever a batch
  * finishes (or, without shared_preload_libraries, on the latch with a 1 s
  * timeout), so it neither spins nor misses the end; cancel requests
@@ -363,6 +390,8 @@ wait_batch(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
 	usecs = (int64) (Min(seconds, 100.0 * 365 * SECS_PER_DAY) * USECS_PER_SEC);
+	if (user_service_max_batch_wait > 0)
+		usecs = Min(usecs, (int64) user_service_max_batch_wait * 1000);
 	deadline = GetCurrentTimestamp() + usecs;
 
 	/* as committed now, like the waiting below */

@@ -79,7 +79,8 @@ static UsStatement us_update_user = {
 };
 
 static UsStatement us_delete_user = {
-	"DELETE FROM user_service.users WHERE id OPERATOR(pg_catalog.=) $1",
+	"DELETE FROM user_service.users WHERE id OPERATOR(pg_catalog.=) $1"
+	US_RETURNING_USER_INFO,
 	1, {INT8OID}
 };
 
@@ -533,14 +534,15 @@ us_user_update(int64 id, text *name, text *email, Datum *values, bool *nulls)
 
 /*
  * us_user_delete
- *		Delete a user; P0002 when missing.
+ *		Delete a user; P0002 when missing.  When values is given, the deleted
+ *		row (users-ordered, without the hash) is copied into values/nulls.
  */
 void
-us_user_delete(int64 id)
+us_user_delete(int64 id, Datum *values, bool *nulls)
 {
 	Datum		args[1] = {Int64GetDatum(id)};
 
-	if (us_execute(&us_delete_user, args, NULL, NULL, NULL) == 0)
+	if (us_execute(&us_delete_user, args, NULL, values, nulls) == 0)
 		us_user_not_found(id);
 }
 

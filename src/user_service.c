@@ -40,6 +40,7 @@ _PG_init(void)
 	us_batch_submit_init();
 	us_batch_run_init();
 	us_batch_housekeeping_init();
+	us_batches_init();
 	us_redact_init();
 	MarkGUCPrefixReserved("user_service");
 

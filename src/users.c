@@ -12,6 +12,8 @@
 #include "postgres.h"
 
 #include "funcapi.h"
+#include "catalog/pg_type.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -82,14 +84,21 @@ update_user(PG_FUNCTION_ARGS)
 }
 
 /*
- * delete_user(id bigint) RETURNS void
+ * delete_user(id bigint) RETURNS user_info
+ *		The deleted user, as DELETE ... RETURNING gives it.  A schema from
+ *		before 1.3 declares RETURNS void: then nothing is returned.
  */
 Datum
 delete_user(PG_FUNCTION_ARGS)
 {
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+
 	us_arg_not_null(fcinfo, 0, "id");
-	us_user_delete(PG_GETARG_INT64(0));
-	PG_RETURN_VOID();
+	us_user_delete(PG_GETARG_INT64(0), values, nulls);
+	if (get_func_rettype(fcinfo->flinfo->fn_oid) == VOIDOID)
+		PG_RETURN_VOID();
+	PG_RETURN_DATUM(us_user_info(us_user_info_desc(), values, nulls));
 }
 
 /*

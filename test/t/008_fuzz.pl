@@ -54,6 +54,10 @@ my %api_errors = (
 	delete_user      => [qw(22004 P0002)],
 	list_users       => [qw(22004 22023)],
 	list_users_after => [qw(22004 22023)],
+	list_users_rows       => [qw(22004 22023)],
+	list_users_after_rows => [qw(22004 22023)],
+	list_users_json       => [qw(22004 22023)],
+	list_users_after_json => [qw(22004 22023)],
 	verify_password  => [qw(22004)],
 	set_password     => [qw(22004 22023 P0002)],
 	submit_batch     => [qw(22004 22023 42501)],
@@ -659,6 +663,8 @@ my %params = (
 	],
 	running_items => [],
 	worker_info   => [],);
+# the rows and jsonb forms take list_users' and list_users_after's arguments
+$params{"${_}_rows"} = $params{"${_}_json"} = $params{$_} for qw(list_users list_users_after);
 
 # Render a call of user_service.$fn with arguments [[name, sql], ...], in
 # positional, named or mixed notation, optionally leaving out trailing
@@ -701,6 +707,15 @@ sub render_statement
 	{
 		return pick("SELECT total, cardinality(users) FROM $call",
 			"SELECT ($call).total", "SELECT * FROM $call, generate_series(1, 2)");
+	}
+	if ($fn =~ /_rows$/)
+	{
+		return pick("SELECT count(*), min(total) FROM $call", "SELECT * FROM $call",
+			"SELECT * FROM generate_series(1, 2), $call");
+	}
+	if ($fn =~ /_json$/)
+	{
+		return pick("SELECT $call ->> 'total'", "SELECT jsonb_array_length($call -> 'users')");
 	}
 	if ($fn eq 'batch_results' || $fn eq 'running_items' || $fn eq 'worker_info')
 	{
@@ -982,6 +997,8 @@ my @weights = (
 	[ 10, 'create_user' ],     [ 6,  'get_user' ],
 	[ 7,  'update_user' ],     [ 5,  'delete_user' ],
 	[ 5,  'list_users' ],      [ 5,  'list_users_after' ],
+	[ 2,  'list_users_rows' ], [ 2,  'list_users_after_rows' ],
+	[ 2,  'list_users_json' ], [ 2,  'list_users_after_json' ],
 	[ 6,  'verify_password' ], [ 5,  'set_password' ],
 	[ 12, 'submit_batch' ],    [ 5,  'batch_status' ],
 	[ 5,  'batch_results' ],   [ 4,  'cancel_batch' ],

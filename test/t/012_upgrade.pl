@@ -255,6 +255,25 @@ is($node->safe_psql('stepwise', "SELECT extversion FROM pg_extension WHERE extna
 same_listing('stepwise', 'fresh', '1.0 updated to 1.1, 1.2 and then 1.3 has exactly the objects of a fresh install');
 is($node->safe_psql('stepwise', 'SELECT user_service.recount_users()'), '1', 'recount_users works after the update');
 
+# delete_user changes its result type in 1.3 (void -> user_info): the
+# function is made again, and a role granted EXECUTE on it keeps it.
+$node->safe_psql('postgres', 'CREATE DATABASE grants');
+$node->safe_psql('grants', q{
+	CREATE EXTENSION user_service VERSION '1.2';
+	CREATE ROLE upgrade_app;
+	GRANT USAGE ON SCHEMA user_service TO upgrade_app;
+	GRANT EXECUTE ON FUNCTION user_service.delete_user(bigint), user_service.create_user(text, text, text)
+	   TO upgrade_app});
+$node->safe_psql('grants', 'ALTER EXTENSION user_service UPDATE');
+is( $node->safe_psql(
+		'grants', q{
+		SELECT has_function_privilege('upgrade_app', 'user_service.delete_user(bigint)', 'EXECUTE'),
+		       has_function_privilege('public', 'user_service.delete_user(bigint)', 'EXECUTE');
+		SET ROLE upgrade_app;
+		SELECT name FROM user_service.delete_user(
+		    (SELECT id FROM user_service.create_user('Gone', 'gone@example.com', 'gone password')))}),
+	"t|f\nGone", '1.3 delete_user returns the deleted user, and keeps the grants it had');
+
 # 1.3 compares emails in Unicode NFC.  Under 1.2 "jos\x{e9}" composed and
 # decomposed could be two users: the update names them and changes nothing
 # until one is gone; then it stores the other in NFC.

@@ -35,7 +35,8 @@ my $signatures = q{
 	   AND p.proname IN ('create_user', 'get_user', 'update_user', 'delete_user', 'set_password',
 	                     'verify_password', 'list_users', 'list_users_after', 'email_hash',
 	                     'submit_batch', 'batch_status', 'batch_results', 'wait_batch', 'cancel_batch',
-	                     'login_throttle', 'reset_login_throttle')};
+	                     'login_throttle', 'reset_login_throttle', 'list_users_rows',
+	                     'list_users_after_rows', 'list_users_json', 'list_users_after_json')};
 is($router->safe_psql('postgres', $signatures), $reference->safe_psql('postgres', $signatures),
 	'the router has the single node\'s signatures and defaults');
 
@@ -96,10 +97,17 @@ sub same_pages
 		push @calls, "list_users_after($_, $pp)" for (0, 1, 17, 40, 1000000);
 	}
 	push @calls, 'list_users()', 'list_users_after()';
+	# the rows and jsonb forms of a few of them
+	my @forms = map { ("SELECT * FROM user_service.$_", "SELECT user_service.$_") }
+	  ('list_users_rows(1, 7)', 'list_users_rows(3, 20)', 'list_users_rows(1000, 7)',
+		'list_users_after_rows(17, 7)', 'list_users_after_rows(1000000, 7)');
+	push @forms, map { "SELECT user_service.$_" }
+	  ('list_users_json(2, 7)', 'list_users_json(1000, 7)', 'list_users_after_json(17, 20)',
+		'list_users_after_json(1000000, 7)');
 	my $bad = 0;
-	for my $call (@calls)
+	for my $call (@calls, @forms)
 	{
-		my $sql = "SELECT total, users FROM user_service.$call";
+		my $sql = $call =~ /^SELECT/ ? $call : "SELECT total, users FROM user_service.$call";
 		my $got = $router->safe_psql('postgres', $sql);
 		my $want = $reference->safe_psql('postgres', $sql);
 		if ($got ne $want)
@@ -108,7 +116,8 @@ sub same_pages
 			$bad++;
 		}
 	}
-	is($bad, 0, "$what: " . scalar(@calls) . ' numbered and keyset pages and totals as on one node');
+	is($bad, 0, "$what: " . scalar(@calls) . ' numbered and keyset pages and totals as on one node, '
+		  . scalar(@forms) . ' in their rows and jsonb forms');
 }
 copy_to_reference();
 same_pages('60 users');
@@ -236,7 +245,8 @@ is($router->safe_psql('postgres', "SELECT user_service.reconcile_email_claims('0
 	'reconcile_email_claims removes the claim that does not match its user');
 is(on_shards('SELECT string_agg(email_key, \',\') FROM user_service.email_claims') =~ s/\n//gr, $second,
 	'and keeps the one in use');
-$router->safe_psql('postgres', "SELECT user_service.delete_user($mover)");
+is($router->safe_psql('postgres', "SELECT id, email FROM user_service.delete_user($mover)"),
+	"$mover|$second", 'delete_user through the router returns the deleted user');
 is(on_shards('SELECT count(*) FROM user_service.email_claims'), join("\n", (0) x $N),
 	'deleting the user releases its claim');
 
