@@ -12,8 +12,9 @@
  * applied twice, and no item is ever stuck "running".
  *
  * A batch's concurrency is enforced with transaction-level advisory locks
- * of the extension's own class: slot k of batch b is the lock (b, k), and an
- * item may be in flight only under a slot.  Whoever claims (workers,
+ * of the extension's own class: slot k of batch b is the lock (b, k), and a
+ * group of items may be in flight only under a slot (a group is one item for
+ * the kinds that hash, up to US_GROUP_MAX cheap ones otherwise).  Whoever claims (workers,
  * sessions calling process_batches) competes for the same slots, and a
  * crash releases them with the transaction.
  *
@@ -122,36 +123,34 @@ us_slot_tag(LOCKTAG *tag, int64 batch_id, uint32 k)
 }
 
 /*
- * us_acquire_slots
- *		Take up to want free concurrency slots of a batch without waiting;
- *		returns how many, their numbers in slots[].
+ * us_acquire_slot
+ *		Take a free concurrency slot of a batch without waiting; false when
+ *		all of them are held.
  */
-static int
-us_acquire_slots(int64 batch_id, int32 concurrency, int want, uint32 *slots)
+pg_noinline static bool
+us_acquire_slot(int64 batch_id, int32 concurrency, uint32 *slot)
 {
-	int			got = 0;
-
-	for (uint32 k = 0; k < (uint32) concurrency && got < want; k++)
+	for (uint32 k = 0; k < (uint32) concurrency; k++)
 	{
 		LOCKTAG		tag;
 
 		us_slot_tag(&tag, batch_id, k);
 		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
-			slots[got++] = k;
+		{
+			*slot = k;
+			return true;
+		}
 	}
-	return got;
+	return false;
 }
 
 static void
-us_release_slots(int64 batch_id, const uint32 *slots, int from, int to)
+us_release_slot(int64 batch_id, uint32 slot)
 {
-	for (int i = from; i < to; i++)
-	{
-		LOCKTAG		tag;
+	LOCKTAG		tag;
 
-		us_slot_tag(&tag, batch_id, slots[i]);
-		LockRelease(&tag, ExclusiveLock, false);
-	}
+	us_slot_tag(&tag, batch_id, slot);
+	LockRelease(&tag, ExclusiveLock, false);
 }
 
 /*
@@ -539,8 +538,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	int32		concurrency = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
 	int32		total = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
 	int			want = us_kind_hashes(kind) ? 1 : Min(max_items, US_GROUP_MAX);
-	uint32		slots[US_GROUP_MAX];
-	int			nslots;
+	uint32		slot;
 	UsItemResult *res;
 	int32	   *itemnos;
 	int32	   *attempts;
@@ -548,20 +546,24 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	SPITupleTable *claimed;
 	int			n;
 
-	want = Min(want, concurrency);
-	nslots = us_acquire_slots(batch_id, concurrency, want, slots);
-	if (nslots == 0)
+	/*
+	 * A group holds one slot: concurrency bounds the transactions working
+	 * on a batch at once.  For a kind that hashes a group is one item, so
+	 * it bounds the hashes in flight; cheap items (microseconds each) go
+	 * up to US_GROUP_MAX to a group, so that a batch at the default
+	 * concurrency is not held to a few items per transaction.
+	 */
+	if (!us_acquire_slot(batch_id, concurrency, &slot))
 	{
 		*work_deferred = true;
 		return 0;
 	}
 
-	n = us_claim(batch_id, nslots);
+	n = us_claim(batch_id, want);
 	claimed = SPI_tuptable;
-	/* slots beyond what was claimed go back at once */
-	us_release_slots(batch_id, slots, n, nslots);
 	if (n == 0)
 	{
+		us_release_slot(batch_id, slot);
 		SPI_freetuptable(claimed);
 		/* nothing to take: the batch may be complete, have a look */
 		if (*check_batch == 0)
@@ -613,7 +615,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	PG_END_TRY();
 	/* a pass over many batches must not pile up their claims */
 	SPI_freetuptable(claimed);
-	us_release_slots(batch_id, slots, 0, n);
+	us_release_slot(batch_id, slot);
 
 	/*
 	 * The group may have been the batch's last when its items hash (each is
@@ -621,7 +623,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	 * than it could take; otherwise there are pending items left, and the
 	 * completion check can be spared.
 	 */
-	if (us_kind_hashes(kind) || n < nslots)
+	if (us_kind_hashes(kind) || n < want)
 		*check_batch = batch_id;
 	us_last_batch = batch_id;
 	return n;
