@@ -9,6 +9,13 @@ US_PACKAGES="postgresql-15 postgresql-server-dev-15 libargon2-dev libsodium-dev 
              build-essential make gcc python3 python3-argon2 postgresql-15-cron postgresql-15-plproxy
              debhelper dpkg-dev fakeroot postgresql-server-dev-all"
 
+# What only the test command needs: the real drivers of the application
+# tests (psycopg 3, pgjdbc and a JDK to run it, PHP's pgsql) and PgBouncer.
+# node-postgres comes from npm (test/drivers/node/package-lock.json) and
+# needs node and npm, installed from Debian when the machine has no npm.
+US_TEST_PACKAGES="python3-psycopg libpostgresql-jdbc-java default-jdk-headless php-cli php-pgsql
+                  pgbouncer ca-certificates"
+
 # Commands that must run as root: directly when we are root, else via sudo.
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -23,10 +30,11 @@ pg_owner() {
     if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi
 }
 
-# Install whatever of US_PACKAGES is missing (one apt-get update first).
+# Install whatever of US_PACKAGES (and the packages named as arguments) is
+# missing (one apt-get update first).
 ensure_packages() {
     local missing=() p
-    for p in $US_PACKAGES; do
+    for p in $US_PACKAGES "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$p")
     done
@@ -44,7 +52,7 @@ copy_tree() {
     dst=$(mktemp -d "${TMPDIR:-/tmp}/user_service.XXXXXX")
     tar -C "$src" --exclude=./.git --exclude=./.demo --exclude='./tmp_check*' \
         --exclude=./results --exclude=./output_iso --exclude='*.o' --exclude='*.so' \
-        --exclude='*.bc' -cf - . | tar -C "$dst" -xf -
+        --exclude='*.bc' --exclude=node_modules -cf - . | tar -C "$dst" -xf -
     chmod 755 "$dst"
     [ "$(id -u)" = 0 ] && chown -R postgres: "$dst"
     echo "$dst"
@@ -77,4 +85,27 @@ start_instance() {
         cat
     } >>"$dir/data/postgresql.conf"
     as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+}
+
+# The test command's extra packages, node and npm when there is no npm (a
+# machine may have them from elsewhere: Debian's npm would conflict).
+ensure_test_packages() {
+    local node_pkgs=""
+    command -v npm >/dev/null 2>&1 || node_pkgs="nodejs npm"
+    # shellcheck disable=SC2086
+    ensure_packages $US_TEST_PACKAGES $node_pkgs
+}
+
+# Install node-postgres for the driver tests into DIR/test/drivers/node,
+# exactly the versions of its package-lock.json, owned by the account that
+# runs the tests.
+install_node_driver() {
+    local dir=$1/test/drivers/node
+    echo "== npm ci in test/drivers/node"
+    # a failure here fails the driver test that needs the module
+    (cd "$dir" && npm ci --no-audit --no-fund --cache "$1/.npm-cache" >/dev/null) ||
+        echo "npm ci failed: the node driver test will fail"
+    rm -rf "$1/.npm-cache"
+    [ "$(id -u)" = 0 ] && chown -R postgres: "$dir"
+    return 0
 }

@@ -8,8 +8,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$here/test/common.sh"
 
-ensure_packages
+ensure_test_packages
 work=$(copy_tree "$here")
+install_node_driver "$work"
 
 passed=0
 failed=0
