@@ -15,6 +15,7 @@ OBJS = \
 	src/slots.o \
 	src/hash_cap.o \
 	src/password.o \
+	src/foreign_hash.o \
 	src/login_throttle.o \
 	src/redact.o \
 	src/validation.o \
@@ -36,7 +37,7 @@ OBJS = \
 DATA = user_service--1.0.sql user_service--1.0--1.1.sql user_service--1.1--1.2.sql \
 	user_service--1.2--1.3.sql user_service_proxy--1.3.sql
 
-SHLIB_LINK += -largon2 -lsodium
+SHLIB_LINK += -largon2 -lsodium -lcrypt -lcrypto
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # pg_regress: sql/*.sql against expected/*.out, one file per feature.

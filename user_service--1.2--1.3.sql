@@ -620,3 +620,29 @@ REVOKE ALL ON FUNCTION user_service.list_users_rows(int, int),
     user_service.list_users_after_rows(bigint, int),
     user_service.list_users_json(int, int),
     user_service.list_users_after_json(bigint, int) FROM PUBLIC;
+
+-- Moving in: users with the hashes other systems made (src/foreign_hash.c).
+CREATE FUNCTION user_service.import_user(name text, email text, password_hash text)
+RETURNS user_service.user_info
+AS 'MODULE_PATHNAME', 'import_user'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.import_user(text, text, text) IS
+    'create a user with a password hash another system made (argon2, bcrypt, PBKDF2, Django, sha-crypt, yescrypt, a Keycloak credential); upgraded to argon2id at its first login';
+
+CREATE FUNCTION user_service.hash_format(password_hash text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'hash_format'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION user_service.hash_format(text) IS
+    'the format of a stored password hash: argon2id, bcrypt, pbkdf2-sha256, sha512-crypt, ... or unknown';
+
+CREATE VIEW user_service.password_formats AS
+SELECT user_service.hash_format(u.password_hash) AS format, count(*) AS users
+  FROM user_service.users u
+ GROUP BY 1;
+COMMENT ON VIEW user_service.password_formats IS
+    'how many users carry each password hash format (those of other systems are replaced by argon2id at their next login)';
+
+REVOKE ALL ON FUNCTION user_service.import_user(text, text, text),
+    user_service.hash_format(text) FROM PUBLIC;
+REVOKE ALL ON user_service.password_formats FROM PUBLIC;

@@ -89,6 +89,15 @@ $$;
 -- One shard per call
 -- ---------------------------------------------------------------------
 
+CREATE FUNCTION user_service_proxy.import_user(name text, email text, password_hash text)
+RETURNS user_service.user_info
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'user_service_cluster';
+    RUN ON user_service_proxy.email_home(email);
+    SELECT * FROM user_service.import_user(name, email, password_hash);
+$$;
+
 CREATE FUNCTION user_service_proxy.create_user(name text, email text, password text)
 RETURNS user_service.user_info
 LANGUAGE plproxy
@@ -800,6 +809,13 @@ $$;
 -- ---------------------------------------------------------------------
 -- The API (schema user_service): proxy_call into the functions above
 -- ---------------------------------------------------------------------
+
+CREATE FUNCTION user_service.import_user(name text, email text, password_hash text)
+RETURNS user_service.user_info
+AS 'MODULE_PATHNAME', 'proxy_call'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.import_user(text, text, text) IS
+    'create a user with another system''s password hash on its email''s home shard; 23505 when the email is taken';
 
 CREATE FUNCTION user_service.create_user(name text, email text, password text)
 RETURNS user_service.user_info

@@ -272,6 +272,106 @@ REVOKE EXECUTE ON FUNCTION user_service.running_items(), user_service.worker_inf
 REVOKE USAGE ON SCHEMA user_service FROM regress_us_monitor;
 DROP ROLE regress_us_monitor;
 
+-- Hashes of other systems (src/foreign_hash.c).  These were made by the real
+-- producers (Python's bcrypt, passlib, Django's make_password, PHP's
+-- password_hash, mkpasswd, hashlib for a Keycloak credential) for the
+-- password 'correct horse'; test/t/031 makes fresh ones at run time.
+CREATE TEMP TABLE foreign_hashes (what text, hash text);
+INSERT INTO foreign_hashes VALUES
+    ('bcrypt 2b', '$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G'),
+    ('bcrypt 2a', '$2a$10$6eBubc1jCuKbtG9rwLRNQOA67bW5rAQoVwHcz982qkwYY2MqhVmcG'),
+    ('php 2y', '$2y$10$9ZutdN2p887wneeOYWGrt.WEem1FiRdwsta7oK5mtf.kYkUpXHeHS'),
+    ('spring {bcrypt}', '{bcrypt}' || '$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G'),
+    ('django bcrypt', 'bcrypt$$2b$12$3SFsgti.RgxbD6Id0tGPYued1vQtlYSAeZBwthrZwB.zP4Egp74mq'),
+    ('django bcrypt_sha256', 'bcrypt_sha256$$2b$12$Qgb.Hz4bHwjU5lmo/XIKROe8fn5K6aLEqGriAvJfF8L0rYqaLMjEq'),
+    ('django pbkdf2_sha256', 'pbkdf2_sha256$260000$jTjAv9KVNjC9QdOuyVFbuS$P8ugDeeDbblcKYTgBtyMJRilqJOSi1xU6daF8ZWjL/g='),
+    ('django pbkdf2_sha1', 'pbkdf2_sha1$260000$nZEum6N3uPnLCxhpnsJ0XZ$jLZ5aExUOSVx0a6PrcnGLh+RmLU='),
+    ('passlib pbkdf2-sha256', '$pbkdf2-sha256$29000$EAJAyHlPCQFg7F0rZUypVQ$wr2rhnYs33O9qEpUheM6bA3KN7bpOHmMKMs.QajC7Tg'),
+    ('passlib pbkdf2', '$pbkdf2$131000$iLFWCmHsvfe.lzKG0Po/5w$OS3B21VRYItXT63E31he2zuqZhQ'),
+    ('passlib pbkdf2-sha512', '$pbkdf2-sha512$25000$wfg/Z0xp7X2P0VpLifFe6w$6WgohM5jRotWTwRjQ6BVLuOHqAHrWKYx7j5zp2CAsPQyOdGJiT6FfDnbRD03AnVzX7SzcDcSZDiM/dZ.gi/LKQ'),
+    ('keycloak pbkdf2-sha256', '{"algorithm": "pbkdf2-sha256", "iterations": 27500, "salt": "MDEyMzQ1Njc4OWFiY2RlZg==", "hash": "H5R9LZ0QvKxHLm1Lg0IeQXdtUAa+9gf2NeOZns+WHBTpnlaWE/+JwnJ/2OXEjNPW5EusP1xxGLqEqjWDbIcGlg=="}'),
+    ('sha512-crypt', '$6$muNB.EL02W50VoAh$7YW3JQ719AQjiyl.LffambnHb0OqkmIs6oqgARBKccQIWyMdhlJB6qruu9GNZrEzkaj7Y5aZ2AsciP1nRMGL80'),
+    ('sha256-crypt rounds=10000', '$5$rounds=10000$Ef6pGo5u4K4EViCW$C2glhMImfG5hgyxKt2ffjDZZcRFNAsvZdodFkezNtj7'),
+    ('yescrypt', '$y$j9T$OPFUT.0.T2oxEucAD3eL/1$N8dfpk7xBZmzfZbZembSQIth2GgAMXkxbbxS5CVJXF2');
+SELECT f.what, i.email
+  FROM foreign_hashes f,
+       LATERAL user_service.import_user('Foreign', replace(f.what, ' ', '-') || '@example.com', f.hash) i
+ ORDER BY f.what;
+-- stored as given, but for the wrappers that only name the format, and the
+-- Keycloak credential, stored in the PHC form
+SELECT f.what, user_service.hash_format(u.password_hash) AS format, u.password_hash = f.hash AS as_given,
+       CASE WHEN u.password_hash <> f.hash THEN left(u.password_hash, 21) END AS stored_as
+  FROM foreign_hashes f JOIN user_service.users u ON u.email = replace(f.what, ' ', '-') || '@example.com'
+ ORDER BY f.what;
+SELECT format, users FROM user_service.password_formats ORDER BY format;
+-- a wrong password is refused, the right one verifies and upgrades the hash
+SELECT f.what,
+       user_service.verify_password(replace(f.what, ' ', '-') || '@example.com', 'correct horses') AS wrong,
+       user_service.verify_password(replace(f.what, ' ', '-') || '@example.com', 'correct horse') AS right
+  FROM foreign_hashes f ORDER BY f.what;
+SELECT user_service.hash_format(password_hash) AS format, count(*)
+  FROM user_service.users WHERE name = 'Foreign' GROUP BY 1;
+SELECT count(*) AS still_verify FROM foreign_hashes f
+ WHERE user_service.verify_password(replace(f.what, ' ', '-') || '@example.com', 'correct horse');
+-- read-only transactions verify without upgrading
+SELECT id AS ro_id FROM user_service.import_user('RO', 'ro@example.com', '$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G') \gset
+BEGIN READ ONLY;
+SELECT user_service.verify_password('ro@example.com', 'correct horse') AS verified_read_only;
+COMMIT;
+SELECT user_service.hash_format(password_hash) FROM user_service.users WHERE id = :ro_id;
+
+-- what cannot be imported, and why (never quoting the hash), 22023
+SELECT what, pg_temp.try(format('SELECT user_service.import_user(%L, %L, %L)', 'X', 'x@example.com', h)) FROM (VALUES
+    ('bcrypt 2x', '$2x$10$' || substr('$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G', 8)),
+    ('bcrypt cost 15', '$2b$15$' || substr('$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G', 8)),
+    ('bcrypt cost 03', '$2b$03$' || substr('$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G', 8)),
+    ('bcrypt truncated', left('$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G', 59)),
+    ('bcrypt bad character', left('$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G', 59) || '!'),
+    ('bcrypt 2c', '$2c$10$' || substr('$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G', 8)),
+    ('pbkdf2 5,000,000 iterations', 'pbkdf2_sha256$5000000$' || split_part('pbkdf2_sha256$260000$jTjAv9KVNjC9QdOuyVFbuS$P8ugDeeDbblcKYTgBtyMJRilqJOSi1xU6daF8ZWjL/g=', '$', 3) || '$' || split_part('pbkdf2_sha256$260000$jTjAv9KVNjC9QdOuyVFbuS$P8ugDeeDbblcKYTgBtyMJRilqJOSi1xU6daF8ZWjL/g=', '$', 4)),
+    ('pbkdf2-sha512 2,000,001', '$pbkdf2-sha512$2000001$' || split_part('$pbkdf2-sha512$25000$wfg/Z0xp7X2P0VpLifFe6w$6WgohM5jRotWTwRjQ6BVLuOHqAHrWKYx7j5zp2CAsPQyOdGJiT6FfDnbRD03AnVzX7SzcDcSZDiM/dZ.gi/LKQ', '$', 4) || '$' || split_part('$pbkdf2-sha512$25000$wfg/Z0xp7X2P0VpLifFe6w$6WgohM5jRotWTwRjQ6BVLuOHqAHrWKYx7j5zp2CAsPQyOdGJiT6FfDnbRD03AnVzX7SzcDcSZDiM/dZ.gi/LKQ', '$', 5)),
+    ('pbkdf2 0 iterations', '$pbkdf2-sha256$0$' || split_part('$pbkdf2-sha256$29000$EAJAyHlPCQFg7F0rZUypVQ$wr2rhnYs33O9qEpUheM6bA3KN7bpOHmMKMs.QajC7Tg', '$', 4) || '$' || split_part('$pbkdf2-sha256$29000$EAJAyHlPCQFg7F0rZUypVQ$wr2rhnYs33O9qEpUheM6bA3KN7bpOHmMKMs.QajC7Tg', '$', 5)),
+    ('pbkdf2 md5', 'pbkdf2_md5$1000$salt$' || split_part('pbkdf2_sha256$260000$jTjAv9KVNjC9QdOuyVFbuS$P8ugDeeDbblcKYTgBtyMJRilqJOSi1xU6daF8ZWjL/g=', '$', 4)),
+    ('pbkdf2 short django hash', 'pbkdf2_sha256$1000$salt$YWJj'),
+    ('pbkdf2 bad base64', '$pbkdf2-sha256$1000$' || split_part('$pbkdf2-sha256$29000$EAJAyHlPCQFg7F0rZUypVQ$wr2rhnYs33O9qEpUheM6bA3KN7bpOHmMKMs.QajC7Tg', '$', 4) || '$@@@@'),
+    ('pbkdf2 no hash', 'pbkdf2_sha256$1000$salt'),
+    ('sha512-crypt rounds=6000000', '$6$rounds=6000000$' || substr('$6$muNB.EL02W50VoAh$7YW3JQ719AQjiyl.LffambnHb0OqkmIs6oqgARBKccQIWyMdhlJB6qruu9GNZrEzkaj7Y5aZ2AsciP1nRMGL80', 4)),
+    ('sha512-crypt short', left('$6$muNB.EL02W50VoAh$7YW3JQ719AQjiyl.LffambnHb0OqkmIs6oqgARBKccQIWyMdhlJB6qruu9GNZrEzkaj7Y5aZ2AsciP1nRMGL80', 50)),
+    ('yescrypt 1 GiB', '$y$jFT$' || substr('$y$j9T$OPFUT.0.T2oxEucAD3eL/1$N8dfpk7xBZmzfZbZembSQIth2GgAMXkxbbxS5CVJXF2', 8)),
+    ('yescrypt bad parameters', '$y$j!T$' || substr('$y$j9T$OPFUT.0.T2oxEucAD3eL/1$N8dfpk7xBZmzfZbZembSQIth2GgAMXkxbbxS5CVJXF2', 8)),
+    ('md5-crypt', '$1$abcdefgh$abcdefghijklmnopqrstuv'),
+    ('scrypt', '$7$C6..../....SodiumChloride$kBGj9fHznVYFQMEn/qDCfrDevf9YDtcDdKvEqHJLV8D'),
+    ('plain text', 'correct horse'),
+    ('keycloak md5', '{"algorithm": "md5", "iterations": 1, "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('keycloak missing key', '{"algorithm": "pbkdf2-sha256", "iterations": 27500, "salt": "c2FsdA=="}'),
+    ('keycloak string iterations', '{"algorithm": "pbkdf2-sha256", "iterations": "27500", "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('keycloak fractional iterations', '{"algorithm": "pbkdf2-sha256", "iterations": 2.5, "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('keycloak 5,000,000', '{"algorithm": "pbkdf2-sha256", "iterations": 5000000, "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('keycloak not base64', '{"algorithm": "pbkdf2", "iterations": 1000, "salt": "%%%", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('keycloak array', '[1, 2]'),
+    ('too long', repeat('$', 5000))
+) AS t(what, h);
+-- a Keycloak credential object inside a batch item; a bad one refuses the
+-- whole submission (nothing stored)
+SELECT user_service.submit_batch('import_user', jsonb_build_array(
+    jsonb_build_object('name', 'K', 'email', 'kc-item@example.com', 'password_hash', '{"algorithm": "pbkdf2-sha256", "iterations": 27500, "salt": "MDEyMzQ1Njc4OWFiY2RlZg==", "hash": "H5R9LZ0QvKxHLm1Lg0IeQXdtUAa+9gf2NeOZns+WHBTpnlaWE/+JwnJ/2OXEjNPW5EusP1xxGLqEqjWDbIcGlg=="}'::jsonb),
+    jsonb_build_object('name', 'B', 'email', 'bcrypt-item@example.com', 'password_hash', '$2y$10$9ZutdN2p887wneeOYWGrt.WEem1FiRdwsta7oK5mtf.kYkUpXHeHS'))) AS kb \gset
+SELECT user_service.wait_batch(:kb, '60 seconds');
+SELECT item, status, error FROM user_service.batch_results(:kb);
+SELECT user_service.hash_format(password_hash), user_service.verify_password(email, 'correct horse')
+  FROM user_service.users WHERE email IN ('kc-item@example.com', 'bcrypt-item@example.com') ORDER BY email;
+SELECT pg_temp.try(format('SELECT user_service.submit_batch(%L, %L)', 'import_user', jsonb_build_array(
+    jsonb_build_object('name', 'G', 'email', 'good@example.com', 'password_hash', '$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G'),
+    jsonb_build_object('name', 'K', 'email', 'kc-bad@example.com', 'password_hash',
+                       '{"algorithm": "pbkdf2-sha1", "iterations": 0, "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'::jsonb))));
+SELECT count(*) FROM user_service.users WHERE email IN ('good@example.com', 'kc-bad@example.com');
+-- NULLs, and a corrupt stored foreign hash is false like a wrong password
+SELECT pg_temp.try($$SELECT user_service.import_user(NULL, 'n@example.com', 'x')$$);
+SELECT pg_temp.try($$SELECT user_service.import_user('N', 'n@example.com', NULL)$$);
+SELECT id AS corrupt_id FROM user_service.import_user('Corrupt', 'corrupt@example.com', '$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G') \gset
+UPDATE user_service.users SET password_hash = '$2b$31$' || substr(password_hash, 8) WHERE id = :corrupt_id;
+SELECT user_service.verify_password('corrupt@example.com', 'correct horse') AS over_limit_in_table;
+
 -- psql explains every object: no member of the extension, index or
 -- trigger of its tables, or column of the stats view goes without a comment.
 SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS without_comment

@@ -99,7 +99,7 @@ SELECT email, password_hash ~ '^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]
   FROM user_service.users WHERE email IN ('ref-d@example.com', 'ref-l64@example.com') ORDER BY email;
 SELECT user_service.verify_password('ref-d@example.com', 'pass word 1') AS after_upgrade;
 
--- a stored string that is not an argon2 PHC string is never trusted: false,
+-- a stored string that is no password hash it can verify is never trusted: false,
 -- as for a wrong password (the server log names the user: test/t/007)
 INSERT INTO user_service.users (name, email, password_hash) VALUES
  ('Bad 1', 'bad1@example.com', 'plain text'),

@@ -32,6 +32,7 @@
 
 #include "batch.h"
 #include "catalog.h"
+#include "foreign_hash.h"
 #include "password.h"
 #include "user_ops.h"
 
@@ -39,7 +40,8 @@ typedef enum UsKeyType
 {
 	US_KEY_STRING,
 	US_KEY_ID,
-	US_KEY_PHC					/* a string: an argon2 PHC string to import */
+	US_KEY_PHC					/* a password hash to import: a string, or a
+								 * Keycloak credential object */
 } UsKeyType;
 
 typedef struct UsKeySpec
@@ -228,13 +230,29 @@ us_numeric_to_id(Numeric num, int64 *out)
 }
 
 /*
+ * us_item_hash_text
+ *		The password_hash of an import_user item as text: a string, or the
+ *		JSON text of an object (a Keycloak credential); NULL for anything
+ *		else.
+ */
+static char *
+us_item_hash_text(JsonbValue *v)
+{
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
+		return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	return NULL;
+}
+
+/*
  * us_kind_check_item
  *		Validate the shape of item number itemno (from 1) of a submission:
  *		an object with the kind's keys, each of the right JSON type, and no
  *		others.  JSON null counts as absent for an optional key.  The one
- *		value checked here is an imported password hash, which must be an
- *		acceptable argon2 PHC string already (a wrong one is a wrong export,
- *		not a bad user: better stop before anything is stored).
+ *		value checked here is an imported password hash, which must be one
+ *		that can be imported already (a wrong one is a wrong export, not a
+ *		bad user: better stop before anything is stored).
  */
 void
 us_kind_check_item(const UsKindSpec *kind, JsonbValue *item, int itemno)
@@ -275,22 +293,28 @@ us_kind_check_item(const UsKindSpec *kind, JsonbValue *item, int itemno)
 		Assert(tok == WJB_VALUE);
 		if (v.type == jbvNull && !keys[k].required)
 			continue;
-		if ((keys[k].type == US_KEY_STRING || keys[k].type == US_KEY_PHC) &&
-			v.type != jbvString)
+		if (keys[k].type == US_KEY_STRING && v.type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("item %d: \"%s\" must be a string", itemno, keys[k].key)));
 		if (keys[k].type == US_KEY_PHC)
 		{
-			char	   *phc = pnstrdup(v.val.string.val, v.val.string.len);
-			const char *problem = us_phc_import_problem(phc);
+			char	   *hash = us_item_hash_text(&v);
+			char	   *stored;
+			const char *problem;
 
+			if (hash == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("item %d: \"%s\" must be a string or a Keycloak credential object",
+								itemno, keys[k].key)));
+			problem = us_import_problem(hash, &stored);
 			if (problem != NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("item %d: \"%s\" is not an argon2 hash that can be imported: %s",
+						 errmsg("item %d: \"%s\" cannot be imported: %s",
 								itemno, keys[k].key, problem)));
-			pfree(phc);
+			pfree(hash);
 		}
 		if (keys[k].type == US_KEY_ID)
 		{
@@ -467,15 +491,22 @@ us_apply_import(Jsonb *payload)
 	bool		nulls[Natts_users];
 	text	   *name = us_item_required_text(payload, "name");
 	text	   *email = us_item_required_text(payload, "email");
-	char	   *phc = text_to_cstring(us_item_required_text(payload, "password_hash"));
-	const char *problem = us_phc_import_problem(phc);
+	JsonbValue *v = getKeyJsonValueFromContainer(&payload->root, "password_hash",
+												 strlen("password_hash"), NULL);
+	char	   *hash = v != NULL ? us_item_hash_text(v) : NULL;
+	char	   *stored;
+	const char *problem;
 
+	if (hash == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"password_hash\" must be a string or a Keycloak credential object")));
 	/* checked at submission too; items may come from a restore */
+	problem = us_import_problem(hash, &stored);
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"password_hash\" is not an argon2 hash that can be imported: %s",
-						problem)));
-	us_user_import(name, email, phc, values, nulls);
+				 errmsg("\"password_hash\" cannot be imported: %s", problem)));
+	us_user_import(name, email, stored, values, nulls);
 	return DatumGetInt64(values[Anum_users_id - 1]);
 }

@@ -85,6 +85,7 @@ static const char *const password_functions[] = {
 	"set_password",
 	"create_user",
 	"submit_batch",
+	"import_user",
 };
 static const char *const password_words[] = {
 	"password",

@@ -41,6 +41,7 @@
 #include "catalog.h"
 #include "email_claims.h"
 #include "login_throttle.h"
+#include "foreign_hash.h"
 #include "password.h"
 #include "shard.h"
 #include "user_ops.h"
@@ -643,7 +644,8 @@ us_user_get(int64 id, Datum *info)
  * false at once, known or not, without lookup or hashing; every other
  * failure, known email or not, is counted there, and a success resets the
  * count.  After a successful verify of a hash made with other parameters
- * than the current GUCs, the hash is replaced by a current one, except where
+ * than the current GUCs (when that is an upgrade), or of another system's
+ * hash (foreign_hash.c), the hash is replaced by a current one, except where
  * the transaction cannot write (read-only, hot standby).
  */
 bool
@@ -658,6 +660,7 @@ us_user_verify(Datum email_datum, text *password)
 	bool		nulls[Natts_users];
 	UsPhc		phc;
 	volatile bool ok = false;
+	volatile bool foreign = false;
 
 	pwd = VARDATA_ANY(password);
 	pwdlen = VARSIZE_ANY_EXHDR(password);
@@ -689,8 +692,15 @@ us_user_verify(Datum email_datum, text *password)
 		}
 		else
 		{
+			bool		recognized;
+
 			stored = TextDatumGetCString(values[Anum_users_password_hash - 1]);
-			if (!us_phc_parse(stored, &phc))
+			if (us_phc_parse(stored, &phc))
+				ok = us_password_verify(&phc, pwd, pwdlen);
+			else if ((ok = us_foreign_verify(stored, pwd, pwdlen, &recognized)) ||
+					 recognized)
+				foreign = true;
+			else
 			{
 				/*
 				 * The DBA hears of it in the server log; the caller, who may
@@ -699,14 +709,12 @@ us_user_verify(Datum email_datum, text *password)
 				 */
 				ereport(LOG_SERVER_ONLY,
 						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("password hash of user " INT64_FORMAT " is not an argon2 PHC string",
+						 errmsg("the password hash of user " INT64_FORMAT " is in no format that can be verified",
 								DatumGetInt64(values[Anum_users_id - 1])),
 						 errdetail("verify_password answered false; set_password gives the user a new one.")));
 				us_password_dummy_work(pwd, pwdlen);
 				ok = false;
 			}
-			else
-				ok = us_password_verify(&phc, pwd, pwdlen);
 		}
 	}
 	PG_CATCH();
@@ -720,7 +728,8 @@ us_user_verify(Datum email_datum, text *password)
 	if (!us_login_end(ok))
 		return false;
 
-	if (us_phc_needs_rehash(&phc) && !RecoveryInProgress() && !XactReadOnly)
+	/* another system's hash is replaced at its first success */
+	if ((foreign || us_phc_needs_rehash(&phc)) && !RecoveryInProgress() && !XactReadOnly)
 	{
 		Datum		args[3];
 

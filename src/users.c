@@ -13,10 +13,12 @@
 
 #include "funcapi.h"
 #include "catalog/pg_type.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "foreign_hash.h"
 #include "login_throttle.h"
 #include "redact.h"
 #include "user_ops.h"
@@ -29,6 +31,8 @@ PG_FUNCTION_INFO_V1(set_password);
 PG_FUNCTION_INFO_V1(verify_password);
 PG_FUNCTION_INFO_V1(login_throttle);
 PG_FUNCTION_INFO_V1(reset_login_throttle);
+PG_FUNCTION_INFO_V1(import_user);
+PG_FUNCTION_INFO_V1(hash_format);
 
 /*
  * create_user(name text, email text, password text) RETURNS user_info
@@ -46,6 +50,46 @@ create_user(PG_FUNCTION_ARGS)
 	us_user_create(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2),
 				   values, nulls);
 	PG_RETURN_DATUM(us_user_info(us_user_info_desc(), values, nulls));
+}
+
+/*
+ * import_user(name text, email text, password_hash text) RETURNS user_info
+ *		create_user with a hash another system made (foreign_hash.c says
+ *		which): stored as it is, verified in its format at login and replaced
+ *		by argon2id at the first success.  22023 names why a hash cannot be
+ *		imported, never quoting it.
+ */
+Datum
+import_user(PG_FUNCTION_ARGS)
+{
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+	char	   *stored;
+	const char *problem;
+
+	us_password_call();
+	us_arg_not_null(fcinfo, 0, "name");
+	us_arg_not_null(fcinfo, 1, "email");
+	us_arg_not_null(fcinfo, 2, "password_hash");
+	problem = us_import_problem(text_to_cstring(PG_GETARG_TEXT_PP(2)), &stored);
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password_hash cannot be imported: %s", problem)));
+	us_user_import(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), stored, values, nulls);
+	PG_RETURN_DATUM(us_user_info(us_user_info_desc(), values, nulls));
+}
+
+/*
+ * hash_format(password_hash text) RETURNS text
+ *		The format of a stored password hash (argon2id, bcrypt,
+ *		pbkdf2-sha256, sha512-crypt, ..., unknown): the view password_formats
+ *		counts the users still carrying another system's hash.
+ */
+Datum
+hash_format(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(us_hash_format_name(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }
 
 /*

@@ -5,16 +5,18 @@ PG_BINDIR=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PG_BINDIR/pg_config
 
 # Debian 12 packages the build, the tests and the demo need.
-US_PACKAGES="postgresql-15 postgresql-server-dev-15 libargon2-dev libsodium-dev libipc-run-perl
+US_PACKAGES="postgresql-15 postgresql-server-dev-15 libargon2-dev libsodium-dev libcrypt-dev libssl-dev libipc-run-perl
              build-essential make gcc python3 python3-argon2 postgresql-15-cron postgresql-15-plproxy
              debhelper dpkg-dev fakeroot postgresql-server-dev-all"
 
 # What only the test command needs: the real drivers of the application
-# tests (psycopg 3, pgjdbc and a JDK to run it, PHP's pgsql) and PgBouncer.
+# tests (psycopg 3, pgjdbc and a JDK to run it, PHP's pgsql), PgBouncer, and
+# the producers of other systems' password hashes (Python's bcrypt and
+# passlib, Django, PHP, mkpasswd from whois).
 # node-postgres comes from npm (test/drivers/node/package-lock.json) and
 # needs node and npm, installed from Debian when the machine has no npm.
 US_TEST_PACKAGES="python3-psycopg libpostgresql-jdbc-java default-jdk-headless php-cli php-pgsql
-                  pgbouncer ca-certificates"
+                  pgbouncer ca-certificates python3-bcrypt python3-passlib python3-django whois"
 
 # Commands that must run as root: directly when we are root, else via sudo.
 as_root() {

@@ -59,6 +59,7 @@ my %api_errors = (
 	list_users_json       => [qw(22004 22023)],
 	list_users_after_json => [qw(22004 22023)],
 	verify_password  => [qw(22004)],
+	import_user      => [qw(22004 22023 23505)],
 	set_password     => [qw(22004 22023 P0002)],
 	submit_batch     => [qw(22004 22023 42501)],
 	batch_status     => [qw(22004 P0002 42501)],
@@ -372,6 +373,7 @@ sub text_arg
 		return valid_name()     if $role eq 'name';
 		return valid_email()    if $role eq 'email';
 		return valid_password() if $role eq 'password';
+		return phc_string()     if $role eq 'password_hash';
 		return hostile_string();
 	};
 	return pick_weighted(
@@ -510,13 +512,45 @@ sub b64_random
 	return $b;
 }
 
+# crypt(3)'s alphabet
+my $itoa64 = join '', '.', '/', 0 .. 9, 'A' .. 'Z', 'a' .. 'z';
+
+# A hash of another system for import_user (src/foreign_hash.c): well formed
+# ones of every format (random bytes: they import, and never verify), and
+# hostile ones: truncated, a character too many, costs past the bounds,
+# $2x$, unknown digests, broken base64, Keycloak objects with wrong types.
+sub foreign_hash
+{
+	my $b64 = join '', 'A' .. 'Z', 'a' .. 'z', 0 .. 9, '+', '/';
+	my $good = pick_weighted(
+		[ 3, sub { '$2' . pick('a', 'b', 'y') . '$' . pick('04', '10', '12', '14') . '$' . randstr($itoa64, 53) } ],
+		[ 1, sub { 'bcrypt_sha256$$2b$12$' . randstr($itoa64, 53) } ],
+		[ 2, sub { 'pbkdf2_sha' . pick('1', '256') . '$' . (1 + rint(400000)) . '$' . randstr($itoa64 =~ s/[.\/]//gr, 22) . '$' . b64_random(pick(20, 32)) . '=' } ],
+		[ 2, sub { '$pbkdf2' . pick('', '-sha256', '-sha512') . '$' . (1 + rint(100000)) . '$' . (b64_random(16) =~ tr/+/./r) . '$' . (b64_random(pick(20, 32, 64)) =~ tr/+/./r) } ],
+		[ 2, sub { '$' . pick('5', '6') . '$' . pick('', 'rounds=' . (1000 + rint(100000)) . '$') . randstr($itoa64, 16) . '$' . randstr($itoa64, 86) } ],
+		[ 1, sub { '$y$j' . pick('7', '9', 'B', 'D', 'F', 'z') . 'T$' . randstr($itoa64, 22) . '$' . randstr($itoa64, 43) } ],
+		[ 1, sub { '{"algorithm": "pbkdf2' . pick('', '-sha256', '-sha512', '-md5') . '", "iterations": ' . pick(1, 27500, 2.5, '"9"', -1, 99999999) . ', "salt": "' . b64_random(16) . '", "hash": "' . b64_random(32) . '"}' } ],
+		[ 1, sub { '{bcrypt}$2b$10$' . randstr($itoa64, 53) } ],
+		[ 1, sub { 'argon2$argon2id$v=19$m=64,t=1,p=1$' . b64_random(16) . '$' . b64_random(32) } ])->();
+	return pick_weighted(
+		[ 4, sub { $good } ],
+		[ 1, sub { substr($good, 0, rint(length $good)) } ],
+		[ 1, sub { $good . pick('$', '=', ' ', "\x{e9}", hostile_string()) } ],
+		[ 1, sub { my $h = $good; substr($h, rint(length $h), 1) = pick('$', '!', '%', "\x{3000}", ''); $h } ],
+		[ 1, sub { pick('$2x$10$' . randstr($itoa64, 53), '$2b$31$' . randstr($itoa64, 53), '$6$rounds=999999999$salt$' . randstr($itoa64, 86),
+				'pbkdf2_sha256$4000001$salt$' . b64_random(32) . '=', '$pbkdf2-sha512$2000001$c2FsdA$' . b64_random(64), '$1$salt$' . randstr($itoa64, 22),
+				'$7$C6..../....SodiumChloride$' . randstr($itoa64, 43), '{}', '{"algorithm": null}', '[' . '{' x 50) } ])->();
+}
+
 # An argon2 PHC string for import_user: acceptable ones (argon2id/i/d, with
 # and without v=, salts and tags of several lengths), and ones that are
-# not: bcrypt, out-of-range or zero costs, a version that does not exist,
-# non-canonical or padded base64, a missing tag, hostile text.
+# not: out-of-range or zero costs, a version that does not exist,
+# non-canonical or padded base64, a missing tag, hostile text; and a third
+# of the time another system's hash (foreign_hash).
 sub phc_string
 {
 	my $b64 = join '', 'A' .. 'Z', 'a' .. 'z', 0 .. 9, '+', '/';
+	return foreign_hash() if chance(0.35);
 	return pick_weighted(
 		[ 5, sub { '$argon2id$v=19$m=64,t=1,p=1$' . b64_random(16) . '$' . b64_random(32) } ],
 		[ 2, sub { '$argon2i$v=19$m=256,t=2,p=2$' . b64_random(8 + rint(24)) . '$' . b64_random(4 + rint(60)) } ],
@@ -649,6 +683,13 @@ my %params = (
 		[ 'per_page', 'int', sub { int_arg('int', sub { 1 + rint(110) }) }, 1 ]
 	],
 	verify_password => [],    # generated together, see below
+	import_user     => [
+		[ 'name', 'text', sub { text_arg('name') } ],
+		[ 'email', 'text', sub { text_arg('email') } ],
+		# other systems' hashes (argon2 ones are imported by batch items: the
+		# checks at the end tell the hashes the extension made by that)
+		[ 'password_hash', 'text', sub { chance(0.8) ? [ lit_any(foreign_hash()), [] ] : text_arg('any') } ]
+	],
 	set_password    => [
 		[ 'id', 'bigint', \&user_id_arg ],
 		[ 'password', 'text', sub { text_arg('password') } ]
@@ -999,6 +1040,7 @@ my @weights = (
 	[ 5,  'list_users' ],      [ 5,  'list_users_after' ],
 	[ 2,  'list_users_rows' ], [ 2,  'list_users_after_rows' ],
 	[ 2,  'list_users_json' ], [ 2,  'list_users_after_json' ],
+	[ 4,  'import_user' ],
 	[ 6,  'verify_password' ], [ 5,  'set_password' ],
 	[ 12, 'submit_batch' ],    [ 5,  'batch_status' ],
 	[ 5,  'batch_results' ],   [ 4,  'cancel_batch' ],
@@ -1218,11 +1260,13 @@ is( $node->safe_psql(
 		'postgres', qq{
 SELECT string_agg(id || ': ' || fuzz.shown(password_hash, 100), E'\\n')
   FROM user_service.users
- WHERE password_hash !~ '$phc'
-    OR length(split_part(password_hash, '\$', -2)) % 4 = 1
-    OR length(split_part(password_hash, '\$', -1)) % 4 = 1}),
+ WHERE CASE WHEN user_service.hash_format(password_hash) LIKE 'argon2%'
+            THEN password_hash !~ '$phc'
+                 OR length(split_part(password_hash, '\$', -2)) % 4 = 1
+                 OR length(split_part(password_hash, '\$', -1)) % 4 = 1
+            ELSE user_service.hash_format(password_hash) = 'unknown' END}),
 	'',
-	'every stored hash is an argon2 PHC string');
+	'every stored hash is an argon2 PHC string or another system\'s hash in a known format');
 # The hash check above covers imported hashes too: some were imported.
 if ($import_user_exists)
 {
@@ -1238,6 +1282,7 @@ is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM user_service.users
  WHERE password_hash !~ '^\$argon2id\$v=19\$m=64,t=1,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$'
+   AND user_service.hash_format(password_hash) LIKE 'argon2%'
    AND id NOT IN (SELECT i.user_id FROM user_service.batch_items i
                     JOIN user_service.batch_jobs j ON j.id = i.batch_id
                    WHERE j.kind = 'import_user' AND i.user_id IS NOT NULL)}),

@@ -36,7 +36,8 @@ my $signatures = q{
 	                     'verify_password', 'list_users', 'list_users_after', 'email_hash',
 	                     'submit_batch', 'batch_status', 'batch_results', 'wait_batch', 'cancel_batch',
 	                     'login_throttle', 'reset_login_throttle', 'list_users_rows',
-	                     'list_users_after_rows', 'list_users_json', 'list_users_after_json')};
+	                     'list_users_after_rows', 'list_users_json', 'list_users_after_json',
+	                     'import_user')};
 is($router->safe_psql('postgres', $signatures), $reference->safe_psql('postgres', $signatures),
 	'the router has the single node\'s signatures and defaults');
 
@@ -121,6 +122,23 @@ sub same_pages
 }
 copy_to_reference();
 same_pages('60 users');
+
+# import_user through the router: to the email's home shard, where the
+# first login replaces the bcrypt hash (PHP's password_hash of 'correct
+# horse') by argon2id.
+my $bcrypt = '$2y$10$9ZutdN2p887wneeOYWGrt.WEem1FiRdwsta7oK5mtf.kYkUpXHeHS';
+my $imported = $router->safe_psql('postgres',
+	"SELECT id FROM user_service.import_user('Imported', 'imported\@example.com', '$bcrypt')");
+my $home = $router->safe_psql('postgres', "SELECT user_service.email_hash('imported\@example.com') & 3");
+is($imported % $N, $home, 'import_user through the router puts the user on its email\'s home shard');
+is( $router->safe_psql(
+		'postgres', q{
+		SELECT user_service.verify_password('imported@example.com', 'correct horses'),
+		       user_service.verify_password('imported@example.com', 'correct horse')}),
+	'f|t', 'and the imported user logs in through the router');
+is($shards[$home]->safe_psql('postgres', "SELECT user_service.hash_format(password_hash) FROM user_service.users WHERE id = $imported"),
+	'argon2id', 'its bcrypt hash replaced on its shard');
+$router->safe_psql('postgres', "SELECT user_service.delete_user($imported)");
 
 # Errors: the single node's SQLSTATE, message, detail and hint.
 sub error_of
