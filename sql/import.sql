@@ -358,8 +358,23 @@ SELECT user_service.submit_batch('import_user', jsonb_build_array(
     jsonb_build_object('name', 'B', 'email', 'bcrypt-item@example.com', 'password_hash', '$2y$10$9ZutdN2p887wneeOYWGrt.WEem1FiRdwsta7oK5mtf.kYkUpXHeHS'))) AS kb \gset
 SELECT user_service.wait_batch(:kb, '60 seconds');
 SELECT item, status, error FROM user_service.batch_results(:kb);
+-- the workers claimed both items at once and inserted them with one
+-- statement (one transaction id, not one subtransaction per item)
+SELECT count(DISTINCT xmin::text) AS inserting_xids
+  FROM user_service.users WHERE email IN ('kc-item@example.com', 'bcrypt-item@example.com');
 SELECT user_service.hash_format(password_hash), user_service.verify_password(email, 'correct horse')
   FROM user_service.users WHERE email IN ('kc-item@example.com', 'bcrypt-item@example.com') ORDER BY email;
+-- in a group, an email taken before or by an earlier item of the group
+-- fails that item with create_user's 23505; the others are imported once
+SELECT user_service.submit_batch('import_user', jsonb_build_array(
+    jsonb_build_object('name', 'G1', 'email', 'group-one@example.com', 'password_hash', h),
+    jsonb_build_object('name', 'G2', 'email', 'KC-ITEM@example.com', 'password_hash', h),
+    jsonb_build_object('name', 'G3', 'email', 'Group-One@example.com', 'password_hash', h),
+    jsonb_build_object('name', 'G4', 'email', 'group-four@example.com', 'password_hash', h)))
+    AS gb FROM foreign_hashes f(what, h) WHERE what = 'bcrypt 2b' \gset
+SELECT user_service.wait_batch(:gb, '60 seconds');
+SELECT item, status, sqlstate, error FROM user_service.batch_results(:gb);
+SELECT name, email FROM user_service.users WHERE name LIKE 'G_' ORDER BY name;
 SELECT pg_temp.try(format('SELECT user_service.submit_batch(%L, %L)', 'import_user', jsonb_build_array(
     jsonb_build_object('name', 'G', 'email', 'good@example.com', 'password_hash', '$2b$10$t2Pty7xoWns3W86V4G/4x.6LaQOVDu.v5K7OJdAVsspa1GZHDzA5G'),
     jsonb_build_object('name', 'K', 'email', 'kc-bad@example.com', 'password_hash',

@@ -80,6 +80,7 @@ static int64 us_apply_create(Jsonb *payload);
 static int64 us_apply_update(Jsonb *payload);
 static int64 us_apply_delete(Jsonb *payload);
 static void us_apply_delete_group(Jsonb **payloads, int n, int64 *user_ids, bool *applied);
+static void us_apply_import_group(Jsonb **payloads, int n, int64 *user_ids, bool *applied);
 static int64 us_apply_set_password(Jsonb *payload);
 static int64 us_apply_import(Jsonb *payload);
 
@@ -110,7 +111,7 @@ static const UsKindSpec us_kinds[] = {
 		false, "create_user", 3, {TEXTOID, TEXTOID, TEXTOID}, 1, 2,
 		{{"name", US_KEY_STRING, true}, {"email", US_KEY_STRING, true},
 		{"password_hash", US_KEY_PHC, true}},
-	us_apply_import, NULL},
+	us_apply_import, us_apply_import_group},
 };
 
 /*
@@ -484,29 +485,60 @@ us_apply_set_password(Jsonb *payload)
 	return id;
 }
 
-static int64
-us_apply_import(Jsonb *payload)
+/*
+ * us_import_item
+ *		An import_user item's name, email and the hash to store; raises as
+ *		the item would (a missing key, a hash that cannot be imported).
+ */
+static void
+us_import_item(Jsonb *payload, text **name, text **email, char **stored)
 {
-	Datum		values[Natts_users];
-	bool		nulls[Natts_users];
-	text	   *name = us_item_required_text(payload, "name");
-	text	   *email = us_item_required_text(payload, "email");
 	JsonbValue *v = getKeyJsonValueFromContainer(&payload->root, "password_hash",
 												 strlen("password_hash"), NULL);
 	char	   *hash = v != NULL ? us_item_hash_text(v) : NULL;
-	char	   *stored;
 	const char *problem;
 
+	*name = us_item_required_text(payload, "name");
+	*email = us_item_required_text(payload, "email");
 	if (hash == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"password_hash\" must be a string or a Keycloak credential object")));
 	/* checked at submission too; items may come from a restore */
-	problem = us_import_problem(hash, &stored);
+	problem = us_import_problem(hash, stored);
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"password_hash\" cannot be imported: %s", problem)));
+}
+
+/*
+ * us_apply_import_group
+ *		A group of import_user items as one INSERT (us_user_import_many);
+ *		an item whose email is taken is left to run alone.
+ */
+static void
+us_apply_import_group(Jsonb **payloads, int n, int64 *user_ids, bool *applied)
+{
+	text	  **names = palloc(sizeof(text *) * n);
+	text	  **emails = palloc(sizeof(text *) * n);
+	char	  **hashes = palloc(sizeof(char *) * n);
+
+	for (int i = 0; i < n; i++)
+		us_import_item(payloads[i], &names[i], &emails[i], &hashes[i]);
+	us_user_import_many(names, emails, (const char **) hashes, n, user_ids, applied);
+}
+
+static int64
+us_apply_import(Jsonb *payload)
+{
+	Datum		values[Natts_users];
+	bool		nulls[Natts_users];
+	text	   *name;
+	text	   *email;
+	char	   *stored;
+
+	us_import_item(payload, &name, &email, &stored);
 	us_user_import(name, email, stored, values, nulls);
 	return DatumGetInt64(values[Anum_users_id - 1]);
 }

@@ -492,6 +492,83 @@ us_user_import(text *name, text *email, const char *password_hash,
 	us_user_insert(name, email, NULL, password_hash, values, nulls);
 }
 
+static UsStatement us_insert_users = {
+	"INSERT INTO user_service.users (id, name, email, password_hash) OVERRIDING SYSTEM VALUE"
+	" SELECT pg_catalog.nextval('user_service.users_id_seq'::pg_catalog.regclass)"
+	"        OPERATOR(pg_catalog.*) $4 OPERATOR(pg_catalog.+) $5, u.name, u.email, u.hash"
+	"   FROM unnest($1::pg_catalog.text[], $2::pg_catalog.text[], $3::pg_catalog.text[])"
+	"        WITH ORDINALITY AS u(name, email, hash, n)"
+	"  ORDER BY u.n"
+	" ON CONFLICT ((pg_catalog.lower(email))) DO NOTHING"
+	" RETURNING id, email",
+	5, {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID, INT8OID}
+};
+
+/*
+ * us_user_import_many
+ *		Insert users with imported hashes in one statement (the batch
+ *		engine's fast path for groups of import_user items), validated as
+ *		us_user_import validates them (an invalid name or email raises, and
+ *		the engine runs the group's items one by one).  applied[i] says that
+ *		user i was inserted, with id ids[i]; a user whose email is taken, in
+ *		the table or by an earlier user of the group, is left out (its item,
+ *		run alone, gets the 23505).  On a shard of more than one every user
+ *		needs the email claims' check: none is applied here.
+ */
+void
+us_user_import_many(text **names, text **emails, const char **hashes, int n,
+					int64 *ids, bool *applied)
+{
+	Datum	   *vnames = palloc(sizeof(Datum) * n);
+	Datum	   *vemails = palloc(sizeof(Datum) * n);
+	char	  **cemails = palloc(sizeof(char *) * n);
+	Datum	   *vhashes = palloc(sizeof(Datum) * n);
+	Datum		args[5];
+	int64		shard_count;
+	int64		shard;
+	UsSavedUser saved;
+
+	memset(applied, 0, sizeof(bool) * n);
+	if (us_shard_config(&shard_count, &shard))
+	{
+		if (shard_count > 1)
+			return;
+		us_shard_check_place(shard_count, shard);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		vnames[i] = CStringGetTextDatum(us_valid_name(names[i]));
+		cemails[i] = us_valid_email(emails[i]);
+		vemails[i] = CStringGetTextDatum(cemails[i]);
+		vhashes[i] = CStringGetTextDatum(hashes[i]);
+	}
+	args[0] = PointerGetDatum(construct_array(vnames, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(vemails, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(vhashes, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = Int64GetDatum(shard_count);
+	args[4] = Int64GetDatum(shard);
+
+	us_spi_begin(&saved);
+	us_spi_run(&us_insert_users, args, NULL, false, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *email = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+
+		/* the inserted emails are distinct: the first item with it */
+		for (int i = 0; i < n; i++)
+			if (!applied[i] && strcmp(cemails[i], email) == 0)
+			{
+				applied[i] = true;
+				ids[i] = id;
+				break;
+			}
+	}
+	us_spi_end(&saved);
+}
+
 /*
  * us_user_update
  *		Change name and/or email (NULL keeps the value), bump updated_at; the

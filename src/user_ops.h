@@ -48,6 +48,8 @@ extern void us_user_update(int64 id, text *name, text *email,
 						   Datum *values, bool *nulls);
 extern void us_user_delete(int64 id, Datum *values, bool *nulls);
 extern void us_user_delete_many(const int64 *ids, int n, bool *found);
+extern void us_user_import_many(text **names, text **emails, const char **hashes, int n,
+								int64 *ids, bool *applied);
 extern void us_user_set_password(int64 id, text *password);
 extern bool us_user_verify(Datum email, text *password);
 
