@@ -526,13 +526,18 @@ COMMENT ON FUNCTION user_service.update_user(bigint, text, text) IS
 
 -- delete_user returns the user it deleted (what DELETE ... RETURNING gives).
 -- A function's result type cannot be changed in place: it is dropped and
--- made again, keeping the privileges it had (the grants of an application
--- role survive the update; pg_init_privs keeps the extension's own).
+-- made again, and the roles it was granted to get their grants again (with
+-- GRANT, so that the roles' dependencies are recorded); pg_init_privs is
+-- then set back to the extension's own privileges, so that pg_dump keeps
+-- those grants as the administrator's.
 DO $$
 DECLARE
-    acl pg_catalog.aclitem[];
+    old_acl pg_catalog.aclitem[];
+    own_acl pg_catalog.aclitem[];
+    g record;
+    fn pg_catalog.oid;
 BEGIN
-    SELECT p.proacl INTO acl FROM pg_catalog.pg_proc p
+    SELECT p.proacl INTO old_acl FROM pg_catalog.pg_proc p
      WHERE p.oid = 'user_service.delete_user(bigint)'::pg_catalog.regprocedure;
     DROP FUNCTION user_service.delete_user(bigint);
     CREATE FUNCTION user_service.delete_user(id bigint)
@@ -540,8 +545,21 @@ BEGIN
     AS 'MODULE_PATHNAME', 'delete_user'
     LANGUAGE C VOLATILE;
     REVOKE EXECUTE ON FUNCTION user_service.delete_user(bigint) FROM PUBLIC;
-    UPDATE pg_catalog.pg_proc SET proacl = acl
-     WHERE oid = 'user_service.delete_user(bigint)'::pg_catalog.regprocedure;
+    fn := 'user_service.delete_user(bigint)'::pg_catalog.regprocedure;
+    SELECT p.proacl INTO own_acl FROM pg_catalog.pg_proc p WHERE p.oid = fn;
+    FOR g IN
+        SELECT a.grantee, a.is_grantable
+          FROM pg_catalog.aclexplode(old_acl) a
+          JOIN pg_catalog.pg_proc p ON p.oid = fn
+         WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION user_service.delete_user(bigint) TO %s%s',
+            CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    UPDATE pg_catalog.pg_init_privs SET initprivs = own_acl
+     WHERE objoid = fn AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND objsubid = 0;
 END
 $$;
 COMMENT ON FUNCTION user_service.delete_user(bigint) IS

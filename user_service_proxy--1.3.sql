@@ -999,11 +999,14 @@ COMMENT ON FUNCTION user_service.reconcile_email_claims(interval) IS
     'remove email claims (older than older_than) that do not match their user; returns how many';
 
 -- Pages as rows and as jsonb, over the router's list_users and
--- list_users_after, as a single node defines them.
+-- list_users_after, as a single node defines them, but with the caller's
+-- rights (PL/Proxy connects to the shards as the current role: a SECURITY
+-- DEFINER function would reach them as its owner), so a role needs EXECUTE
+-- on list_users or list_users_after too (the grant recipe gives all).
 CREATE FUNCTION user_service.list_users_rows(page int DEFAULT 1, per_page int DEFAULT 20)
 RETURNS TABLE (id bigint, name text, email text, created_at timestamptz,
                updated_at timestamptz, total bigint)
-LANGUAGE sql STABLE ROWS 20
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp ROWS 20
 AS $$
     SELECT u.id, u.name, u.email, u.created_at, u.updated_at, l.total
       FROM user_service.list_users($1, $2) l,
@@ -1016,7 +1019,7 @@ COMMENT ON FUNCTION user_service.list_users_rows(int, int) IS
 CREATE FUNCTION user_service.list_users_after_rows(after_id bigint DEFAULT 0, per_page int DEFAULT 20)
 RETURNS TABLE (id bigint, name text, email text, created_at timestamptz,
                updated_at timestamptz, total bigint)
-LANGUAGE sql STABLE ROWS 20
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp ROWS 20
 AS $$
     SELECT u.id, u.name, u.email, u.created_at, u.updated_at, l.total
       FROM user_service.list_users_after($1, $2) l,
@@ -1028,7 +1031,7 @@ COMMENT ON FUNCTION user_service.list_users_after_rows(bigint, int) IS
 
 CREATE FUNCTION user_service.list_users_json(page int DEFAULT 1, per_page int DEFAULT 20)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object('total', l.total, 'users',
                COALESCE((SELECT jsonb_agg(jsonb_build_object('id', u.id, 'name', u.name,
@@ -1043,7 +1046,7 @@ COMMENT ON FUNCTION user_service.list_users_json(int, int) IS
 
 CREATE FUNCTION user_service.list_users_after_json(after_id bigint DEFAULT 0, per_page int DEFAULT 20)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object('total', l.total, 'users',
                COALESCE((SELECT jsonb_agg(jsonb_build_object('id', u.id, 'name', u.name,

@@ -380,6 +380,30 @@ SELECT pg_temp.try(format('SELECT user_service.submit_batch(%L, %L)', 'import_us
     jsonb_build_object('name', 'K', 'email', 'kc-bad@example.com', 'password_hash',
                        '{"algorithm": "pbkdf2-sha1", "iterations": 0, "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'::jsonb))));
 SELECT count(*) FROM user_service.users WHERE email IN ('good@example.com', 'kc-bad@example.com');
+-- what verifying may cost is bounded per digest-long block of a PBKDF2 hash
+-- (160 bytes of SHA-1 would be 8 runs of the iterations), and not beyond
+-- what libxcrypt computes (sha-crypt rounds below 1000, yescrypt flavors
+-- other than j never match); a Keycloak number JSON accepts but numeric
+-- does not is a 22023 like the others
+SELECT what, pg_temp.try(format('SELECT user_service.import_user(%L, %L, %L)', 'X', 'x@example.com', h)) FROM (VALUES
+    ('pbkdf2-sha1, 160-byte hash', '$pbkdf2$4000000$c2FsdHNhbHQ$' || rtrim(translate(encode(decode(repeat('00', 160), 'hex'), 'base64'), E'\n', ''), '=')),
+    ('keycloak 64-byte sha256, 2,000,001', '{"algorithm": "pbkdf2-sha256", "iterations": 2000001, "salt": "c2FsdA==", "hash": "' || translate(encode(decode(repeat('00', 64), 'hex'), 'base64'), E'\n', '') || '"}'),
+    ('keycloak 1e-200000', '{"algorithm": "pbkdf2-sha256", "iterations": 1e-200000, "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('keycloak cut short', '{"algorithm": "pbkdf2-sha256", "iterations": 27500, "salt": "c2Fsd'),
+    ('keycloak nested', '{"algorithm": "pbkdf2-sha256", "iterations": 27500, "salt": {"a": 1}, "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('keycloak key twice', '{"algorithm": "pbkdf2", "algorithm": "pbkdf2", "iterations": 1, "salt": "c2FsdA==", "hash": "c2FsdHNhbHRzYWx0c2FsdA=="}'),
+    ('sha256-crypt rounds=999', '$5$rounds=999$saltsalt$' || repeat('a', 43)),
+    ('yescrypt flavor A', '$y$ADT$' || substr((SELECT hash FROM foreign_hashes WHERE what = 'yescrypt'), 8))
+) AS t(what, h);
+SELECT id AS kc64 FROM user_service.import_user('KC64', 'kc64@example.com',
+    '{"algorithm": "pbkdf2-sha256", "iterations": 1000, "salt": "MDEyMzQ1Njc4OWFiY2RlZg==", "hash": "cBg8D2DungRB9k76szThf5ehfyBz991ay6PT8Srwk4NQEC0GVAwWLSUGWbcye1xU+dO7fZFld1DsscNlAN1uxw=="}') \gset
+SELECT user_service.verify_password('kc64@example.com', 'correct horse') AS keycloak_64_bytes;
+-- bcrypt reads the first 72 bytes of any password, also past libxcrypt's
+-- 512 (Python's bcrypt made this one of 600 x)
+SELECT id AS long_id FROM user_service.import_user('Long', 'long@example.com',
+    '$2b$04$MffW8HTr2/9g.njrxp/oS.805ioeOIwGtC0BwmLSovy4xqI8QoSf.') \gset
+SELECT user_service.verify_password('long@example.com', repeat('x', 599) || 'y') AS long_password;
+
 -- NULLs, and a corrupt stored foreign hash is false like a wrong password
 SELECT pg_temp.try($$SELECT user_service.import_user(NULL, 'n@example.com', 'x')$$);
 SELECT pg_temp.try($$SELECT user_service.import_user('N', 'n@example.com', NULL)$$);

@@ -35,7 +35,6 @@
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
 
 #include "foreign_hash.h"
 #include "hash_cap.h"
@@ -45,8 +44,12 @@
 #define US_BCRYPT_MAX_COST			14
 #define US_PBKDF2_MAX_ITERATIONS	4000000 /* SHA-1 and SHA-256 */
 #define US_PBKDF2_SHA512_MAX_ITERATIONS 2000000
-#define US_SHACRYPT_MAX_ROUNDS		5000000
+#define US_SHACRYPT_MAX_ROUNDS		1000000 /* each round hashes the whole password:
+											 * about 3 s with a 511-byte one */
 #define US_YESCRYPT_MAX_LOG2_BYTES	28	/* 256 MiB, as for argon2 */
+
+/* bcrypt uses the first 72 bytes of a password, whatever its variant */
+#define US_BCRYPT_MAX_BYTES			72
 
 /* Longest string accepted (an argon2 PHC string with password.c's largest salt and tag fits). */
 #define US_FOREIGN_MAX_LEN			4096
@@ -207,7 +210,7 @@ us_shacrypt_problem(const char *s, int hashchars)
 		uint64		rounds;
 
 		p += 7;
-		if (!us_parse_decimal(&p, '$', 999999999, &rounds))
+		if (!us_parse_decimal(&p, '$', 999999999, &rounds) || rounds < 1000)
 			return "the rounds of a sha-crypt hash are a number from 1000 to 999999999";
 		if (rounds > US_SHACRYPT_MAX_ROUNDS)
 			return psprintf("the rounds of a sha-crypt hash must be at most %d in an imported hash",
@@ -235,18 +238,17 @@ us_yescrypt_problem(const char *s)
 {
 	const char *p = s + 3;
 	const char *salt_end;
-	int			flavor,
-				n_log2,
+	int			n_log2,
 				r;
 	int			r_log2 = 0;
 
 	if (strlen(p) < 4 || p[3] != '$')
 		return "yescrypt hashes with parameters beyond flavor, N and r are not accepted";
-	flavor = us_itoa64_value(p[0]);
 	n_log2 = us_itoa64_value(p[1]) + 1;
 	r = us_itoa64_value(p[2]) + 1;
-	if (flavor < 0 || flavor > 47 || n_log2 < 2 || n_log2 > 47 || r < 1 || r > 47)
-		return "the parameters of this yescrypt hash are not the flavor, N and r of crypt(3)";
+	/* j: yescrypt's default flavor, what crypt(3) tools write */
+	if (p[0] != 'j' || n_log2 < 2 || n_log2 > 47 || r < 1 || r > 47)
+		return "the parameters of this yescrypt hash are not the flavor j, N and r of crypt(3)";
 	while ((1 << r_log2) < r)
 		r_log2++;
 	if (7 + r_log2 + n_log2 > US_YESCRYPT_MAX_LOG2_BYTES)
@@ -316,10 +318,12 @@ us_pbkdf2_bounds(UsPbkdf2 *out)
 {
 	uint32		max = out->md == EVP_sha512() ?
 		US_PBKDF2_SHA512_MAX_ITERATIONS : US_PBKDF2_MAX_ITERATIONS;
+	int			blocks = (out->hashlen + EVP_MD_size(out->md) - 1) / EVP_MD_size(out->md);
 
-	if (out->iterations > max)
-		return psprintf("a %s hash must have at most %u iterations in an imported hash",
-						out->name, max);
+	/* PBKDF2 runs all its iterations once for each digest-long block */
+	if ((uint64) out->iterations * blocks > max)
+		return psprintf("a %s hash must have at most %u iterations for each %d bytes of its length in an imported hash",
+						out->name, max, EVP_MD_size(out->md));
 	if (out->hashlen < 16)
 		return "a PBKDF2 hash must be at least 16 bytes long";
 	return NULL;
@@ -414,64 +418,121 @@ us_ab64(const uint8 *data, int len)
 	return out;
 }
 
+/* What the parse of a Keycloak credential found (us_keycloak_*). */
+typedef struct UsKeycloak
+{
+	int			depth;			/* of objects and arrays */
+	int			field;			/* the top-level key being read, -1: none */
+	bool		bad;			/* anything else than the four scalars */
+	char	   *values[4];		/* algorithm, iterations, salt, hash */
+	JsonTokenType types[4];
+} UsKeycloak;
+
+static const char *const us_keycloak_keys[] = {"algorithm", "iterations", "salt", "hash"};
+
+static void
+us_keycloak_object_start(void *state)
+{
+	UsKeycloak *kc = state;
+
+	if (kc->depth++ > 0)
+		kc->bad = true;
+}
+
+static void
+us_keycloak_object_end(void *state)
+{
+	((UsKeycloak *) state)->depth--;
+}
+
+static void
+us_keycloak_array_start(void *state)
+{
+	((UsKeycloak *) state)->bad = true;
+}
+
+static void
+us_keycloak_field_start(void *state, char *fname, bool isnull)
+{
+	UsKeycloak *kc = state;
+
+	kc->field = -1;
+	if (kc->depth != 1)
+		return;
+	for (int i = 0; i < 4; i++)
+		if (strcmp(fname, us_keycloak_keys[i]) == 0)
+			kc->field = i;
+	if (kc->field < 0 || kc->values[kc->field] != NULL)
+		kc->bad = true;			/* an unknown key, or one twice */
+}
+
+static void
+us_keycloak_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	UsKeycloak *kc = state;
+
+	if (kc->depth != 1 || kc->field < 0)
+	{
+		kc->bad = true;			/* a scalar alone, not an object */
+		return;
+	}
+	kc->values[kc->field] = token;
+	kc->types[kc->field] = tokentype;
+	kc->field = -1;
+}
+
 /*
  * us_keycloak_hash
  *		A Keycloak credential as an import carries it, {"algorithm":
  *		"pbkdf2-sha256", "iterations": 27500, "salt": "<base64>", "hash":
  *		"<base64>"} (from the export's credentialData and secretData), as the
- *		PHC string stored for it; or why not.
+ *		PHC string stored for it; or why not.  Read with PostgreSQL's JSON
+ *		parser, which reports rather than raises: nothing of it can reach an
+ *		error message.
  */
 static const char *
 us_keycloak_hash(const char *json, char **stored)
 {
-	static const char *const keys[] = {"algorithm", "iterations", "salt", "hash"};
-	JsonbValue *vals[4];
-	Jsonb	   *j;
+	UsKeycloak	kc = {0};
+	JsonSemAction sem = {0};
 	UsPbkdf2	pb;
 	const char *p;
 	uint64		iterations;
 	const char *problem;
 
-	/*
-	 * Checked before jsonb_in sees it, whose errors would quote the text
-	 * (the hash): valid JSON, and no escapes (base64, numbers and the
-	 * algorithm's name need none; \u0000 would still fail in jsonb_in).
-	 */
-	if (strchr(json, '\\') != NULL ||
-		pg_parse_json(makeJsonLexContextCstringLen(unconstify(char *, json), strlen(json),
+	kc.field = -1;
+	sem.semstate = &kc;
+	sem.object_start = us_keycloak_object_start;
+	sem.object_end = us_keycloak_object_end;
+	sem.array_start = us_keycloak_array_start;
+	sem.object_field_start = us_keycloak_field_start;
+	sem.scalar = us_keycloak_scalar;
+	if (pg_parse_json(makeJsonLexContextCstringLen(unconstify(char *, json), strlen(json),
 												   GetDatabaseEncoding(), true),
-					  &nullSemAction) != JSON_SUCCESS)
-		return "a Keycloak credential is a JSON object without escapes";
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
-	if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_COUNT(j) != 4)
+					  &sem) != JSON_SUCCESS)
+		return "a Keycloak credential is a JSON object";
+	if (kc.bad || kc.values[0] == NULL || kc.values[1] == NULL || kc.values[2] == NULL ||
+		kc.values[3] == NULL)
 		return "a Keycloak credential is an object with exactly the keys algorithm, iterations, salt and hash";
-	for (int i = 0; i < 4; i++)
-	{
-		vals[i] = getKeyJsonValueFromContainer(&j->root, keys[i], strlen(keys[i]), NULL);
-		if (vals[i] == NULL)
-			return "a Keycloak credential is an object with exactly the keys algorithm, iterations, salt and hash";
-		if (vals[i]->type != (i == 1 ? jbvNumeric : jbvString))
-			return "in a Keycloak credential, iterations is a number and algorithm, salt and hash are strings";
-	}
+	if (kc.types[0] != JSON_TOKEN_STRING || kc.types[1] != JSON_TOKEN_NUMBER ||
+		kc.types[2] != JSON_TOKEN_STRING || kc.types[3] != JSON_TOKEN_STRING)
+		return "in a Keycloak credential, iterations is a number and algorithm, salt and hash are strings";
 
-	if (vals[0]->val.string.len == 6 &&
-		strncmp(vals[0]->val.string.val, "pbkdf2", 6) == 0)
+	if (strcmp(kc.values[0], "pbkdf2") == 0)
 		pb.md = us_pbkdf2_md("sha1", 4, &pb.name);
-	else if (vals[0]->val.string.len > 7 &&
-			 strncmp(vals[0]->val.string.val, "pbkdf2-", 7) == 0)
-		pb.md = us_pbkdf2_md(vals[0]->val.string.val + 7, vals[0]->val.string.len - 7, &pb.name);
+	else if (strncmp(kc.values[0], "pbkdf2-", 7) == 0)
+		pb.md = us_pbkdf2_md(kc.values[0] + 7, strlen(kc.values[0] + 7), &pb.name);
 	else
 		pb.md = NULL;
 	if (pb.md == NULL)
 		return "a Keycloak credential's algorithm is pbkdf2, pbkdf2-sha256 or pbkdf2-sha512";
 
-	p = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(vals[1]->val.numeric)));
+	p = kc.values[1];
 	if (!us_parse_decimal(&p, '\0', PG_INT32_MAX, &iterations) || iterations == 0)
 		return "a Keycloak credential's iterations are a positive integer";
 	pb.iterations = (uint32) iterations;
-	pb.salt = us_b64_decode(vals[2]->val.string.val, vals[2]->val.string.len, false, 256,
-							&pb.saltlen);
-	pb.hash = us_b64_decode(vals[3]->val.string.val, vals[3]->val.string.len, false,
+	pb.salt = us_b64_decode(kc.values[2], strlen(kc.values[2]), false, 256, &pb.saltlen);
+	pb.hash = us_b64_decode(kc.values[3], strlen(kc.values[3]), false,
 							EVP_MD_size(pb.md) * 8, &pb.hashlen);
 	if (pb.salt == NULL || pb.hash == NULL)
 		return "a Keycloak credential's salt and hash are base64";
@@ -585,21 +646,30 @@ us_hash_format_name(const char *stored)
 
 /*
  * us_crypt_matches
- *		crypt(3) of phrase with the stored string as setting gives the stored
- *		string again (compared in constant time).  Under the hashing cap.
+ *		crypt(3) of the password (its first maxlen bytes) with the stored
+ *		string as setting gives the stored string again (compared in constant
+ *		time).  Under the hashing cap, taken before the password is copied:
+ *		a cancel while waiting for it leaves no copy behind.
  */
 static bool
-us_crypt_matches(const char *phrase, const char *setting)
+us_crypt_matches(const char *password, size_t len, size_t maxlen, const char *setting)
 {
 	struct crypt_data *data = palloc0(sizeof(struct crypt_data));
-	size_t		len = strlen(setting);
+	char	   *phrase = palloc(Min(len, maxlen) + 1);
+	size_t		settinglen = strlen(setting);
 	bool		capped = us_hash_begin();
-	char	   *out = crypt_rn(phrase, setting, data, sizeof(struct crypt_data));
-	bool		ok = out != NULL && strlen(out) == len && CRYPTO_memcmp(out, setting, len) == 0;
+	char	   *out;
+	bool		ok;
 
+	memcpy(phrase, password, Min(len, maxlen));
+	phrase[Min(len, maxlen)] = '\0';
+	out = crypt_rn(phrase, setting, data, sizeof(struct crypt_data));
+	ok = out != NULL && strlen(out) == settinglen && CRYPTO_memcmp(out, setting, settinglen) == 0;
 	if (capped)
 		us_hash_end();
+	explicit_bzero(phrase, Min(len, maxlen));
 	explicit_bzero(data, sizeof(struct crypt_data));
+	pfree(phrase);
 	pfree(data);
 	return ok;
 }
@@ -615,8 +685,7 @@ bool
 us_foreign_verify(const char *stored, const char *password, size_t len, bool *recognized)
 {
 	UsFormat	format = us_format_of(stored);
-	char	   *phrase;
-	bool		ok = false;
+	volatile bool ok = false;
 
 	*recognized = false;
 	switch (format)
@@ -630,27 +699,42 @@ us_foreign_verify(const char *stored, const char *password, size_t len, bool *re
 				 us_shacrypt_problem(stored, format == US_FMT_SHA256_CRYPT ? 43 : 86)) != NULL)
 				return false;
 			*recognized = true;
-			phrase = pnstrdup(password, len);
-			ok = us_crypt_matches(phrase, stored);
-			explicit_bzero(phrase, len);
-			pfree(phrase);
-			return ok;
+			if (format == US_FMT_BCRYPT)	/* bcrypt reads 72 bytes at most */
+				return us_crypt_matches(password, len, US_BCRYPT_MAX_BYTES, stored);
+			if (len >= CRYPT_MAX_PASSPHRASE_SIZE)
+			{
+				/*
+				 * Longer than libxcrypt takes: it cannot match, but the
+				 * answer takes what a wrong password for an unknown email
+				 * takes, not a few microseconds.
+				 */
+				us_password_dummy_work(password, len);
+				return false;
+			}
+			return us_crypt_matches(password, len, len, stored);
 
 		case US_FMT_BCRYPT_SHA256:
 			{
 				/* Django: bcrypt of the SHA-256 of the password, in hex */
 				uint8		digest[US_SHA256_BYTES];
-				char		hex[US_SHA256_BYTES * 2 + 1];
+				char		hex[US_SHA256_BYTES * 2];
 
 				if (us_bcrypt_problem(stored + 14) != NULL)
 					return false;
 				*recognized = true;
+				/* on the stack, zeroed on every way out */
 				us_sha256(NULL, 0, (const uint8 *) password, len, digest);
 				hex_encode((const char *) digest, sizeof(digest), hex);
-				hex[sizeof(hex) - 1] = '\0';
-				ok = us_crypt_matches(hex, stored + 14);
 				explicit_bzero(digest, sizeof(digest));
-				explicit_bzero(hex, sizeof(hex));
+				PG_TRY();
+				{
+					ok = us_crypt_matches(hex, sizeof(hex), sizeof(hex), stored + 14);
+				}
+				PG_FINALLY();
+				{
+					explicit_bzero(hex, sizeof(hex));
+				}
+				PG_END_TRY();
 				return ok;
 			}
 

@@ -273,6 +273,21 @@ is( $node->safe_psql(
 		SELECT name FROM user_service.delete_user(
 		    (SELECT id FROM user_service.create_user('Gone', 'gone@example.com', 'gone password')))}),
 	"t|f\nGone", '1.3 delete_user returns the deleted user, and keeps the grants it had');
+# as real grants: the role depends on them, and pg_dump sees them as the
+# administrator's, not the extension's
+($rc, $out, $err) = $node->psql('grants', 'DROP ROLE upgrade_app');
+like($err, qr/cannot be dropped because some objects depend on it\nDETAIL:  .*privileges for function user_service\.delete_user\(bigint\)/s,
+	'the role the grant was carried over to cannot be dropped while it holds it');
+is( $node->safe_psql(
+		'grants', q{
+		SELECT count(*) FROM pg_init_privs i, aclexplode(i.initprivs) a
+		 WHERE i.objoid = 'user_service.delete_user(bigint)'::regprocedure
+		   AND a.grantee = 'upgrade_app'::regrole}),
+	'0', 'and the extension\'s initial privileges do not include it');
+my $dump = $node->safe_psql('grants', q{SELECT 1});
+run([ 'pg_dump', '-s', '-d', $node->connstr('grants') ], '>', \$dump);
+like($dump, qr/GRANT ALL ON FUNCTION user_service\.delete_user\(id bigint\) TO upgrade_app;/,
+	'pg_dump keeps the grant');
 
 # 1.3 compares emails in Unicode NFC.  Under 1.2 "jos\x{e9}" composed and
 # decomposed could be two users: the update names them and changes nothing
