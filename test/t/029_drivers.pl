@@ -184,4 +184,32 @@ for my $d (@drivers)
 }
 
 $node->stop;
+
+# The README's first two SQL examples (Using it, Batches) as written, in
+# psql, on a fresh preloaded server where the extension is not created yet:
+# every statement runs, the login answers true, the batch of two finishes,
+# and the deleted user comes back from delete_user.
+my @examples = $readme =~ /\n## (?:Using it|Batches)\n.*?```sql\n(.*?)```/gs;
+is(scalar @examples, 2, 'the README has the SQL examples of Using it and Batches');
+my $fresh = PostgreSQL::Test::Cluster->new('readme');
+$fresh->init;
+$fresh->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'user_service'
+user_service.database = 'postgres'
+user_service.workers = 2
+user_service.argon2_memory_kib = 8192
+user_service.argon2_iterations = 1
+});
+$fresh->start;
+my ($rc, $out, $err) = $fresh->psql('postgres', join('', @examples),
+	extra_params => [ '-v', 'ON_ERROR_STOP=1' ]);
+is($rc, 0, 'they run in psql without an error') or diag($err);
+my @lines = split /\n/, $out;
+ok((grep { $_ eq 't' } @lines) >= 2, 'verify_password answers true and wait_batch sees the batch done')
+  or diag($out);
+like($out, qr/^1\|Ada Lovelace\|ada\@example\.com\|/m, 'delete_user returns the renamed user');
+is($fresh->safe_psql('postgres', 'SELECT state, succeeded FROM user_service.batch_status(1)'),
+	'done|2', 'the example batch created its two users');
+$fresh->stop;
+
 done_testing();
