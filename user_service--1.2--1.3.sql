@@ -664,3 +664,12 @@ COMMENT ON VIEW user_service.password_formats IS
 REVOKE ALL ON FUNCTION user_service.import_user(text, text, text),
     user_service.hash_format(text) FROM PUBLIC;
 REVOKE ALL ON user_service.password_formats FROM PUBLIC;
+
+-- The workers of every database of user_service.database, with the one each
+-- serves (a column at the end: the grants on the view stay).
+CREATE OR REPLACE VIEW user_service.workers AS
+SELECT w.pid, w.state, w.batch_id, w.item, w.items, a.datname AS database
+  FROM user_service.worker_info() w
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) w.pid;
+COMMENT ON VIEW user_service.workers IS
+    'the running background workers: pid, idle or busy, current batch and item, the database each serves';

@@ -147,11 +147,11 @@ submit_batch(PG_FUNCTION_ARGS)
 				(errmsg("user_service.workers is 0: no background worker will process batch " INT64_FORMAT,
 						batch_id),
 				 errhint("Raise user_service.workers and reload the configuration, or run user_service.process_batches().")));
-	else if (strcmp(get_database_name(MyDatabaseId), user_service_database) != 0)
+	else if (!us_database_served(get_database_name(MyDatabaseId)))
 		ereport(NOTICE,
-				(errmsg("the user_service workers serve database \"%s\", not this one: none will process batch " INT64_FORMAT,
+				(errmsg("the user_service workers serve \"%s\", not this database: none will process batch " INT64_FORMAT,
 						user_service_database, batch_id),
-				 errhint("Set user_service.database and reload the configuration, or run user_service.process_batches().")));
+				 errhint("Add it to user_service.database and reload the configuration, or run user_service.process_batches().")));
 
 	PG_RETURN_INT64(batch_id);
 }

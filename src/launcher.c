@@ -5,8 +5,8 @@
  *
  * With shared_preload_libraries, _PG_init registers one static background
  * worker, the launcher.  The launcher starts user_service.workers dynamic
- * workers (worker.c), and on a configuration reload starts or stops workers
- * to match; it also restarts a worker that died, backing off when one keeps
+ * workers (worker.c) for each database of user_service.database, and on a
+ * configuration reload starts or stops workers to match; it also restarts a worker that died, backing off when one keeps
  * dying young.  The dynamic workers are registered BGW_NEVER_RESTART: the
  * launcher is their supervisor, and after a crash-restart of the server the
  * launcher itself is restarted and starts fresh ones, never duplicates.
@@ -34,6 +34,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "slots.h"
@@ -50,6 +51,7 @@
 typedef struct UsLaunchedWorker
 {
 	BackgroundWorkerHandle *handle; /* NULL: not running */
+	char		dbname[NAMEDATALEN];	/* the database it was started for */
 	TimestampTz started_at;
 	TimestampTz retry_at;		/* do not start it before */
 	int			backoff_ms;
@@ -80,12 +82,15 @@ us_register_launcher(void)
 
 /*
  * us_start_worker
- *		Register dynamic worker number i, reporting to the launcher.
+ *		Register dynamic worker number i for database dbname, reporting to
+ *		the launcher.
  */
 static bool
-us_start_worker(int i, BackgroundWorkerHandle **handle)
+us_start_worker(int i, const char *dbname, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker bgw;
+	MemoryContext old;
+	bool		started;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -96,8 +101,13 @@ us_start_worker(int i, BackgroundWorkerHandle **handle)
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "user_service worker %d", i + 1);
 	strlcpy(bgw.bgw_type, "user_service worker", BGW_MAXLEN);
 	bgw.bgw_main_arg = Int32GetDatum(i);
+	strlcpy(bgw.bgw_extra, dbname, BGW_EXTRALEN);
 	bgw.bgw_notify_pid = MyProcPid;
-	return RegisterDynamicBackgroundWorker(&bgw, handle);
+	/* the handle lives as long as the worker, past the launcher's round */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	started = RegisterDynamicBackgroundWorker(&bgw, handle);
+	MemoryContextSwitchTo(old);
+	return started;
 }
 
 /*
@@ -165,16 +175,19 @@ us_worker_stopped(UsLaunchedWorker *w, int i, TimestampTz now)
 
 /*
  * us_worker_start_due
- *		Start worker i if its time has come.  *out_of_slots remembers that
- *		the server had no background worker slot, to warn once.
+ *		Start worker i for database dbname if its time has come.
+ *		*out_of_slots remembers that the server had no background worker
+ *		slot, to warn once.
  */
 static void
-us_worker_start_due(UsLaunchedWorker *w, int i, TimestampTz now, bool *out_of_slots)
+us_worker_start_due(UsLaunchedWorker *w, int i, const char *dbname, TimestampTz now,
+					bool *out_of_slots)
 {
 	if (now < w->retry_at)
 		return;
-	if (us_start_worker(i, &w->handle))
+	if (us_start_worker(i, dbname, &w->handle))
 	{
+		strlcpy(w->dbname, dbname, NAMEDATALEN);
 		w->started_at = now;
 		if (*out_of_slots)
 			ereport(LOG, (errmsg("user_service workers can be started again")));
@@ -184,7 +197,7 @@ us_worker_start_due(UsLaunchedWorker *w, int i, TimestampTz now, bool *out_of_sl
 	if (!*out_of_slots)
 		ereport(WARNING,
 				(errmsg("could not start user_service worker %d of %d: no background worker slot is free",
-						i + 1, user_service_workers),
+						i + 1, us_workers_wanted()),
 				 errhint("Raise max_worker_processes (now %d) or lower user_service.workers.",
 						 max_worker_processes)));
 	*out_of_slots = true;
@@ -197,68 +210,90 @@ us_worker_start_due(UsLaunchedWorker *w, int i, TimestampTz now, bool *out_of_sl
 
 /*
  * us_database_exists
- *		Does user_service.database exist?  pg_database is a shared catalog,
- *		which the launcher's connection reaches; it is read with a heap scan
- *		(as the logical replication launcher reads pg_subscription): a
- *		process without a database cannot build the relcache entry of a
- *		catalog index (get_database_oid's way) before the shared init file
- *		exists, in a fresh cluster.
+ *		Does database dbname exist?  pg_database is a shared catalog, which
+ *		the launcher's connection reaches; it is read with a heap scan (as
+ *		the logical replication launcher reads pg_subscription): a process
+ *		without a database cannot build the relcache entry of a catalog index
+ *		(get_database_oid's way) before the shared init file exists, in a
+ *		fresh cluster.
  */
 static bool
-us_database_exists(void)
+us_database_exists(const char *dbname)
 {
 	Relation	rel;
 	SysScanDesc scan;
 	ScanKeyData key;
 	bool		exists;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	StartTransactionCommand();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
-				CStringGetDatum(user_service_database));
+				CStringGetDatum(dbname));
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
 	exists = HeapTupleIsValid(systable_getnext(scan));
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 	return exists;
 }
 
 /*
+ * The databases found missing, so that each is logged once when it goes
+ * missing and once when it is created.
+ */
+static char us_missing[US_MAX_DATABASES][NAMEDATALEN];
+static int	us_nmissing = 0;
+
+/*
  * us_database_missing
- *		Is user_service.database missing?  Logs when that changes (was_missing:
- *		the last answer).
+ *		Is database dbname missing?  Logs when that changes.
  */
 static bool
-us_database_missing(bool was_missing)
+us_database_missing(const char *dbname)
 {
-	bool		exists = us_database_exists();
+	bool		exists = us_database_exists(dbname);
+	int			i;
 
-	if (!exists && !was_missing)
+	for (i = 0; i < us_nmissing; i++)
+		if (strcmp(us_missing[i], dbname) == 0)
+			break;
+	if (!exists && i == us_nmissing && us_nmissing < US_MAX_DATABASES)
+	{
 		ereport(LOG,
-				(errmsg("user_service.database \"%s\" does not exist: the user_service workers start once it is created",
-						user_service_database)));
-	else if (exists && was_missing)
+				(errmsg("user_service.database \"%s\" does not exist: its user_service workers start once it is created",
+						dbname)));
+		strlcpy(us_missing[us_nmissing++], dbname, NAMEDATALEN);
+	}
+	else if (exists && i < us_nmissing)
+	{
 		ereport(LOG,
-				(errmsg("user_service.database \"%s\" exists now: starting the user_service workers",
-						user_service_database)));
+				(errmsg("user_service.database \"%s\" exists now: starting its user_service workers",
+						dbname)));
+		memmove(us_missing[i], us_missing[i + 1], (us_nmissing - i - 1) * NAMEDATALEN);
+		us_nmissing--;
+	}
 	return !exists;
 }
 
 /*
  * user_service_launcher_main
- *		Keep user_service.workers workers running.  While user_service.database
- *		does not exist, start none (a worker would fail to connect and be
- *		started again, forever): say so once, look again every few seconds,
- *		and start them once it is created.
+ *		Keep user_service.workers workers running for each database of
+ *		user_service.database.  While a database does not exist, start none
+ *		for it (a worker would fail to connect and be started again,
+ *		forever): say so once, look again every few seconds, and start them
+ *		once it is created.
  */
 void
 user_service_launcher_main(Datum arg)
 {
 	UsLaunchedWorker workers[US_MAX_WORKERS];
 	bool		out_of_slots = false;
-	bool		database_missing = false;
-	bool		looked;
+	const char *looked[US_MAX_DATABASES];
+	bool		missing[US_MAX_DATABASES];
+	int			nlooked;
+	MemoryContext round_cxt;
 
 	memset(workers, 0, sizeof(workers));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -270,10 +305,14 @@ user_service_launcher_main(Datum arg)
 	ereport(LOG, (errmsg("user_service launcher started")));
 	us_stop_orphans();
 
+	/* what a round allocates (the parsed list of databases), freed after it */
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "user_service launcher round",
+									  ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		TimestampTz now;
 		long		timeout = 60000;
+		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -283,11 +322,13 @@ user_service_launcher_main(Datum arg)
 		}
 
 		now = GetCurrentTimestamp();
-		looked = false;
+		nlooked = 0;
+		old = MemoryContextSwitchTo(round_cxt);
 		for (int i = 0; i < US_MAX_WORKERS; i++)
 		{
 			UsLaunchedWorker *w = &workers[i];
-			bool		wanted = i < user_service_workers;
+			const char *dbname = us_worker_database(i);
+			int			d;
 
 			if (w->handle != NULL)
 			{
@@ -295,28 +336,40 @@ user_service_launcher_main(Datum arg)
 
 				if (GetBackgroundWorkerPid(w->handle, &pid) == BGWH_STOPPED)
 					us_worker_stopped(w, i, now);
-				else if (!wanted && !w->stopping)
+				else if ((dbname == NULL || strcmp(dbname, w->dbname) != 0) && !w->stopping)
 				{
 					TerminateBackgroundWorker(w->handle);
 					w->stopping = true;
 				}
 			}
+			if (w->handle != NULL || dbname == NULL)
+				continue;
 
-			if (w->handle == NULL && wanted && !looked)
+			/*
+			 * Once a round for each database with a worker to start (the
+			 * GUC's check keeps the names within US_MAX_DATABASES).
+			 */
+			for (d = 0; d < nlooked; d++)
+				if (strcmp(looked[d], dbname) == 0)
+					break;
+			if (d == nlooked && d < US_MAX_DATABASES)
 			{
-				/* once a round, and only when there is a worker to start */
-				database_missing = us_database_missing(database_missing);
-				looked = true;
+				looked[d] = dbname;
+				missing[d] = us_database_missing(dbname);
+				nlooked++;
 			}
-			if (w->handle == NULL && wanted && database_missing)
+			if (d < nlooked && missing[d])
 				timeout = Min(timeout, US_NO_DATABASE_RETRY_MS);
-			else if (w->handle == NULL && wanted)
+			else
 			{
-				us_worker_start_due(w, i, now, &out_of_slots);
+				us_worker_start_due(w, i, dbname, now, &out_of_slots);
 				if (w->handle == NULL)
 					timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, w->retry_at), 10));
 			}
 		}
+
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(round_cxt);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);

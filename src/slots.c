@@ -6,6 +6,11 @@
  *		worker in shared memory, and the wake-ups between sessions and
  *		workers.
  *
+ * user_service.database names one database or several (a list, for a
+ * server holding several partitions of a sharded cluster): each gets
+ * user_service.workers workers, slot index d * workers + k serving the d-th
+ * name, at most US_MAX_WORKERS in all.
+ *
  * A slot holds a worker's pid and latch and the batch and items it is
  * processing: the views read it, batch_results shows those items as
  * 'running', and submitting a batch sets every worker's latch when the
@@ -30,6 +35,8 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "slots.h"
 
@@ -113,6 +120,91 @@ us_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * us_database_list
+ *		The names in value (user_service.database), in order; false when it
+ *		is no list of at most US_MAX_DATABASES distinct names.
+ */
+static bool
+us_database_list(const char *value, List **names)
+{
+	char	   *copy = pstrdup(value);
+	ListCell   *lc;
+
+	*names = NIL;
+	if (!SplitGUCList(copy, ',', names) || list_length(*names) > US_MAX_DATABASES)
+		return false;
+	foreach(lc, *names)
+	{
+		const char *name = lfirst(lc);
+
+		if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
+			return false;
+		for (ListCell *other = list_head(*names); other != lc; other = lnext(*names, other))
+			if (strcmp(lfirst(other), name) == 0)
+				return false;
+	}
+	return true;
+}
+
+static bool
+us_check_database(char **newval, void **extra, GucSource source)
+{
+	List	   *names;
+
+	if (!us_database_list(*newval, &names) || names == NIL)
+	{
+		GUC_check_errdetail("user_service.database is a database name, or a comma-separated list of at most %d distinct ones.",
+							US_MAX_DATABASES);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * us_worker_database
+ *		The database that worker slot index serves under the current
+ *		settings, or NULL when that slot has no worker.
+ */
+const char *
+us_worker_database(int index)
+{
+	List	   *names;
+	int			d;
+
+	if (user_service_workers <= 0 || index < 0 || index >= US_MAX_WORKERS ||
+		!us_database_list(user_service_database, &names))
+		return NULL;
+	d = index / user_service_workers;
+	return d < list_length(names) ? (const char *) list_nth(names, d) : NULL;
+}
+
+/* Do the workers serve this database? */
+bool
+us_database_served(const char *dbname)
+{
+	List	   *names;
+	ListCell   *lc;
+
+	if (user_service_workers <= 0 || !us_database_list(user_service_database, &names))
+		return false;
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), dbname) == 0)
+			return true;
+	return false;
+}
+
+/* How many workers the settings ask for, in all (capped at US_MAX_WORKERS). */
+int
+us_workers_wanted(void)
+{
+	List	   *names;
+
+	if (!us_database_list(user_service_database, &names))
+		return 0;
+	return Min(list_length(names) * user_service_workers, US_MAX_WORKERS);
+}
+
+/*
  * us_slots_init
  *		From _PG_init: the workers' GUCs; shared memory when preloaded; the
  *		commit callback always (it does nothing without shared memory).
@@ -121,22 +213,22 @@ void
 us_slots_init(void)
 {
 	DefineCustomStringVariable("user_service.database",
-							   "Database the batch workers serve.",
-							   "On a change, the workers reconnect.",
+							   "Database the batch workers serve, or a comma-separated list of databases.",
+							   "Each database gets user_service.workers workers. On a change, the workers reconnect.",
 							   &user_service_database,
 							   "postgres",
 							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
+							   GUC_LIST_INPUT,
+							   us_check_database, NULL, NULL);
 
 	DefineCustomIntVariable("user_service.workers",
-							"Number of batch workers.",
+							"Number of batch workers of each database in user_service.database.",
 							"Takes effect on a configuration reload. Each worker is a "
 							"background worker: see max_worker_processes.",
 							&user_service_workers,
 							2,
 							0,
-							US_MAX_WORKERS,
+							32,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -248,6 +340,7 @@ us_slot_attach(int index)
 	if (!taken)
 	{
 		slot->pid = MyProcPid;
+		slot->dboid = InvalidOid;
 		slot->latch = MyLatch;
 		slot->busy = false;
 		slot->nitems = 0;
@@ -258,6 +351,15 @@ us_slot_attach(int index)
 	us_my_slot = slot;
 	on_shmem_exit(us_slot_detach, (Datum) 0);
 	return slot;
+}
+
+/* The worker is connected to its database. */
+void
+us_slot_set_database(UsWorkerSlot *slot, Oid dboid)
+{
+	LWLockAcquire(us_shared->lock, LW_EXCLUSIVE);
+	slot->dboid = dboid;
+	LWLockRelease(us_shared->lock);
 }
 
 void
@@ -335,7 +437,8 @@ us_slots_copy(UsWorkerSlot *copy)
 
 /*
  * us_item_running
- *		Is a worker processing this item right now?
+ *		Is a worker processing this item (of a batch of this database) right
+ *		now?
  */
 bool
 us_item_running(int64 batch_id, int32 item)
@@ -349,7 +452,7 @@ us_item_running(int64 batch_id, int32 item)
 	{
 		UsWorkerSlot *s = &us_shared->slots[i];
 
-		if (s->pid != 0 && s->busy && s->batch_id == batch_id)
+		if (s->pid != 0 && s->busy && s->dboid == MyDatabaseId && s->batch_id == batch_id)
 			for (int j = 0; j < s->nitems; j++)
 				if (s->items[j] == item)
 					running = true;

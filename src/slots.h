@@ -14,7 +14,8 @@
 
 #include "storage/latch.h"
 
-#define US_MAX_WORKERS	32		/* upper bound of user_service.workers */
+#define US_MAX_WORKERS	64		/* workers of all the databases, at most */
+#define US_MAX_DATABASES 16		/* names in user_service.database, at most */
 #define US_SLOT_ITEMS	100		/* items a slot can show as running */
 
 /* GUCs */
@@ -25,6 +26,7 @@ extern int	user_service_workers;
 typedef struct UsWorkerSlot
 {
 	pid_t		pid;			/* 0: slot free */
+	Oid			dboid;			/* the database it serves (once connected) */
 	Latch	   *latch;
 	bool		busy;
 	int64		batch_id;
@@ -35,8 +37,14 @@ typedef struct UsWorkerSlot
 extern void us_slots_init(void);
 extern bool us_slots_ready(void);
 
+/* Which database worker slot index serves (NULL: none); is one served? */
+extern const char *us_worker_database(int index);
+extern bool us_database_served(const char *dbname);
+extern int	us_workers_wanted(void);
+
 /* For a worker: its own slot. */
 extern UsWorkerSlot *us_slot_attach(int index);
+extern void us_slot_set_database(UsWorkerSlot *slot, Oid dboid);
 extern void us_slot_publish(UsWorkerSlot *slot, int64 batch_id, const int32 *items, int n);
 extern void us_slot_clear(UsWorkerSlot *slot);
 

@@ -160,8 +160,10 @@ us_worker_step(bool housekeeping, bool *deferred)
 
 /*
  * user_service_worker_main
- *		Serve user_service.database until told to stop.  The argument is the
- *		worker's slot number.
+ *		Serve a database of user_service.database until told to stop.  The
+ *		argument is the worker's slot number, bgw_extra the database the
+ *		launcher started it for; it leaves (and the launcher starts the right
+ *		one) when a reload gives its slot another database, or none.
  */
 void
 user_service_worker_main(Datum arg)
@@ -183,8 +185,9 @@ user_service_worker_main(Datum arg)
 		proc_exit(0);
 	}
 
-	dbname = MemoryContextStrdup(TopMemoryContext, user_service_database);
+	dbname = MemoryContextStrdup(TopMemoryContext, MyBgworkerEntry->bgw_extra);
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	us_slot_set_database(us_my_slot, MyDatabaseId);
 	pgstat_report_appname("user_service worker");
 
 	/* claims rely on READ COMMITTED, whatever the server's default */
@@ -224,11 +227,12 @@ user_service_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(dbname, user_service_database) != 0)
+			if (us_worker_database(index) == NULL ||
+				strcmp(dbname, us_worker_database(index)) != 0)
 			{
 				ereport(LOG,
-						(errmsg("user_service worker %d: user_service.database changed from \"%s\" to \"%s\", restarting",
-								index + 1, dbname, user_service_database)));
+						(errmsg("user_service worker %d: no longer serving database \"%s\" (user_service.database is \"%s\", user_service.workers %d), leaving",
+								index + 1, dbname, user_service_database, user_service_workers)));
 				proc_exit(0);
 			}
 			last_housekeeping = 0;	/* retention may have changed */

@@ -15,7 +15,7 @@ my $node = preloaded_node('later', "user_service.database = 'later'\n");
 # a few of the launcher's rounds
 sleep 8;
 my $log = slurp_file($node->logfile);
-my @waiting = $log =~ /user_service\.database "later" does not exist: the user_service workers start once it is created/g;
+my @waiting = $log =~ /user_service\.database "later" does not exist: its user_service workers start once it is created/g;
 is(scalar(@waiting), 1, 'one log line says the workers wait for the database');
 unlike($log, qr/FATAL:  database "later" does not exist/, 'no worker tried to connect and failed');
 unlike($log, qr/user_service worker \d+ exited/, 'no worker restarted in a loop');
@@ -28,7 +28,7 @@ my $sql = 'SELECT user_service.submit_batch(\'create_user\', \'[{"name": "L", "e
 my $batch = $node->safe_psql('later', $sql);
 is($node->safe_psql('later', "SELECT user_service.wait_batch($batch, '60 s')"), 't',
 	'once the database exists, its workers process its batches');
-like(slurp_file($node->logfile), qr/user_service\.database "later" exists now: starting the user_service workers/,
+like(slurp_file($node->logfile), qr/user_service\.database "later" exists now: starting its user_service workers/,
 	'and the log says they started');
 
 $node->stop;

@@ -1,0 +1,154 @@
+# Many partitions on one server: four partition databases (shards 0 .. 3 of
+# 4) on one PostgreSQL server, served by its workers through
+# user_service.database = 'part0, part1, part2, part3', behind a PL/Proxy
+# router whose four partitions point at them.  Batches submitted through the
+# router run on every partition, each item exactly once; the workers view
+# shows each database's workers; batch_results of one database never shows
+# another's items as running; a reload that drops a database and lowers
+# user_service.workers stops exactly the workers no longer wanted; a
+# database created later gets its workers.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use UserServiceNode;
+
+my $N = 4;
+my @parts = map { "part$_" } 0 .. $N - 1;
+
+my $server = PostgreSQL::Test::Cluster->new('partitions');
+$server->init;
+$server->append_conf(
+	'postgresql.conf', qq{
+shared_preload_libraries = 'user_service'
+user_service.database = '@{[ join(', ', @parts) ]}'
+user_service.workers = 2
+max_worker_processes = 16
+user_service.argon2_memory_kib = 8192
+user_service.argon2_iterations = 1
+});
+$server->start;
+for my $k (0 .. $N - 1)
+{
+	$server->safe_psql('postgres', "CREATE DATABASE $parts[$k]");
+	$server->safe_psql($parts[$k], 'CREATE EXTENSION user_service');
+	$server->safe_psql($parts[$k], "SELECT user_service.configure_shard($k, $N)");
+}
+
+# two workers for each database, eight in all, visible in every database
+ok( $server->poll_query_until(
+		'part0', q{SELECT count(*) = 8 FROM user_service.workers WHERE database IS NOT NULL}),
+	'eight workers run');
+is( $server->safe_psql(
+		'part2', q{SELECT string_agg(database || ':' || n, ' ' ORDER BY database)
+		             FROM (SELECT database, count(*) AS n FROM user_service.workers GROUP BY 1) w}),
+	'part0:2 part1:2 part2:2 part3:2', 'the workers view shows two workers for each partition database');
+
+# The router: PL/Proxy's four partitions are the four databases of the one
+# server.
+my $router = PostgreSQL::Test::Cluster->new('router');
+$router->init;
+$router->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'user_service'
+user_service.workers = 0
+});
+$router->start;
+my $options = join(', ',
+	map { "p$_ 'host=" . $server->host . ' port=' . $server->port . " dbname=$parts[$_]'" } 0 .. $N - 1);
+$router->safe_psql('postgres', qq{
+	CREATE EXTENSION user_service_proxy CASCADE;
+	CREATE SERVER user_service_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($options);
+	CREATE USER MAPPING FOR PUBLIC SERVER user_service_cluster;});
+is($router->safe_psql('postgres',
+		q{SELECT string_agg(format('%s:%s/%s:%s', partition, shard, shard_count, ok), ' ' ORDER BY partition)
+		    FROM user_service.check_cluster()}),
+	'0:0/4:t 1:1/4:t 2:2/4:t 3:3/4:t', 'check_cluster: partition k is the database part<k>');
+
+# Batches through the router: creates, then deletes of half of them.
+my $n = 200;
+my $handle = $router->safe_psql('postgres', qq{
+	SELECT user_service.submit_batch('create_user',
+		(SELECT jsonb_agg(jsonb_build_object('name', 'User ' || i, 'email', 'user' || i || '\@example.com',
+		                                     'password', 'password ' || i) ORDER BY i)
+		   FROM generate_series(1, $n) i))});
+ok($router->poll_query_until('postgres', "SELECT user_service.wait_batch($handle, '10 seconds')"),
+	'the create batch finishes');
+is($router->safe_psql('postgres', "SELECT total, succeeded, failed FROM user_service.batch_status($handle)"),
+	"$n|$n|0", "$n creates succeed");
+
+my @counts = map { $server->safe_psql($_, 'SELECT count(*) FROM user_service.users') } @parts;
+is(eval { my $s = 0; $s += $_ for @counts; $s }, $n, "the $n users are spread over the databases, once each (@counts)");
+ok(!grep({ $_ == 0 } @counts), 'every partition database got users, and its workers created them');
+is( join(' ', map { $server->safe_psql($parts[$_], "SELECT count(*) FROM user_service.users WHERE id % $N <> $_") } 0 .. $N - 1),
+	'0 0 0 0', 'each user is on the partition its id names');
+
+my $deletes = $router->safe_psql('postgres', q{
+	SELECT user_service.submit_batch('delete_user',
+		(SELECT jsonb_agg(jsonb_build_object('id', (u).id)) FROM user_service.list_users_after(0, 100) l, unnest(l.users) u))});
+ok($router->poll_query_until('postgres', "SELECT user_service.wait_batch($deletes, '10 seconds')"),
+	'the delete batch finishes');
+is($router->safe_psql('postgres', "SELECT total, succeeded FROM user_service.batch_status($deletes)"),
+	'100|100', 'its 100 items succeed');
+is($router->safe_psql('postgres', 'SELECT total FROM user_service.list_users(1, 1)'),
+	$n - 100, 'and the total over the partitions is exact');
+
+# Items of equal batch ids in two databases: batch 1 of part0 is not shown
+# as running in part1 while part0's worker works on it.
+my ($b0, $b1) = map {
+	$server->safe_psql($_, q{
+		SELECT user_service.submit_batch('create_user',
+			(SELECT jsonb_agg(jsonb_build_object('name', 'R ' || i, 'email', 'running' || i || '@example.com',
+			                                     'password', 'password ' || i))
+			   FROM generate_series(1, 300) i), 1)})
+} ('part0', 'part1');
+ok($server->poll_query_until('part0', "SELECT count(*) > 0 FROM user_service.batch_results($b0) WHERE status = 'running'"),
+	'an item of part0 runs');
+my $cancelled1 = $server->safe_psql('part1', "SELECT user_service.cancel_batch($b1)");
+ok($cancelled1 > 0, 'the same batch id in part1 is cancelled before its items ran');
+is($server->safe_psql('part1', "SELECT count(*) FROM user_service.batch_results($b1) WHERE status = 'running'"),
+	'0', 'and part1 never shows part0\'s running items as its own');
+$server->safe_psql('part0', "SELECT user_service.cancel_batch($b0)");
+
+# A reload: one worker per database, and part3 dropped from the list.
+$server->append_conf('postgresql.conf', qq{
+user_service.database = 'part0, part1, part2'
+user_service.workers = 1
+});
+$server->reload;
+ok( $server->poll_query_until(
+		'part0', q{SELECT string_agg(database || ':' || n, ' ' ORDER BY database) = 'part0:1 part1:1 part2:1'
+		             FROM (SELECT database, count(*) AS n FROM user_service.workers GROUP BY 1) w}),
+	'after a reload: one worker for each listed database, none for part3');
+my ($rc, $out, $err) = $server->psql('part3', q{
+	SELECT user_service.submit_batch('delete_user', '[{"id": 3}]')}, extra_params => [ '-v', 'VERBOSITY=terse' ]);
+like($err, qr/NOTICE:  the user_service workers serve "part0, part1, part2", not this database/,
+	'a batch in a database no longer served gets the NOTICE');
+
+# A database listed before it exists gets its workers once it is created.
+$server->append_conf('postgresql.conf', qq{
+user_service.database = 'part0, part1, part2, later'
+});
+$server->reload;
+ok( $server->poll_query_until(
+		'part0', q{SELECT count(*) = 3 FROM user_service.workers WHERE database IS NOT NULL}),
+	'while "later" does not exist, three workers');
+$server->safe_psql('postgres', 'CREATE DATABASE later');
+ok($server->poll_query_until('part0', q{SELECT count(*) = 1 FROM user_service.workers WHERE database = 'later'}),
+	'"later" gets its worker once it is created');
+like(slurp_file($server->logfile), qr/user_service\.database "later" does not exist: its user_service workers start once it is created/,
+	'the missing database was logged');
+
+# A list that is not one is refused at reload (the old value stays).
+$server->append_conf('postgresql.conf', qq{
+user_service.database = 'part0, part0'
+});
+$server->reload;
+ok($server->poll_query_until('part0', q{SELECT current_setting('user_service.database') = 'part0, part1, part2, later'}),
+	'a list naming a database twice is refused at reload');
+
+$router->stop;
+$server->stop;
+done_testing();
