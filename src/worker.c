@@ -22,6 +22,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/pmsignal.h"
@@ -158,6 +159,13 @@ us_worker_step(bool housekeeping, bool *deferred)
 	return n;
 }
 
+/* No synchronous standby is configured (commits need not wait for one). */
+static bool
+us_no_sync_standby(void)
+{
+	return SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0';
+}
+
 /*
  * user_service_worker_main
  *		Serve a database of user_service.database until told to stop.  The
@@ -170,6 +178,7 @@ user_service_worker_main(Datum arg)
 {
 	int			index = DatumGetInt32(arg);
 	char	   *dbname;
+	bool		async_commit;
 	TimestampTz last_housekeeping = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -199,9 +208,14 @@ user_service_worker_main(Datum arg)
 	 * a crash loses both, and the items are simply pending again: nothing is
 	 * lost or applied twice either way.  Not waiting for the WAL flush on
 	 * every group is then free throughput (one flush per hashed item
-	 * otherwise).
+	 * otherwise).  Except where a synchronous standby is configured: there
+	 * a finished item must survive a failover as the caller saw it (the
+	 * user it created, with that id), so the server's synchronous_commit
+	 * applies.  A reload that changes this restarts the worker.
 	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	async_commit = us_no_sync_standby();
+	if (async_commit)
+		SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	for (;;)
 	{
@@ -233,6 +247,13 @@ user_service_worker_main(Datum arg)
 				ereport(LOG,
 						(errmsg("user_service worker %d: no longer serving database \"%s\" (user_service.database is \"%s\", user_service.workers %d), leaving",
 								index + 1, dbname, user_service_database, user_service_workers)));
+				proc_exit(0);
+			}
+			if (async_commit != us_no_sync_standby())
+			{
+				ereport(LOG,
+						(errmsg("user_service worker %d: synchronous_standby_names changed, restarting",
+								index + 1)));
 				proc_exit(0);
 			}
 			last_housekeeping = 0;	/* retention may have changed */
