@@ -506,7 +506,7 @@ running_items(PG_FUNCTION_ARGS)
 		UsWorkerSlot *s = &copy[i];
 		int			j;
 
-		if (s->pid == 0 || !s->busy)
+		if (s->pid == 0 || !s->busy || s->dboid != MyDatabaseId)
 			continue;
 		for (j = 0; j < n && batch[j] != s->batch_id; j++)
 			;

@@ -111,21 +111,6 @@ us_start_worker(int i, const char *dbname, BackgroundWorkerHandle **handle)
 }
 
 /*
- * us_launcher_sigusr1
- *		The postmaster sends SIGUSR1 when a worker of ours starts or stops.
- *		The launcher has no database connection, so the default handler
- *		would not set its latch: do it here.
- */
-static void
-us_launcher_sigusr1(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
-/*
  * us_stop_orphans
  *		A launcher that restarts (it was terminated, or failed) finds the
  *		workers of its predecessor still running, and holds no handle on them.
@@ -148,15 +133,16 @@ us_stop_orphans(void)
 
 /*
  * us_worker_stopped
- *		Worker i has stopped: when we stopped it, it may start again at once;
- *		when it died, wait longer each time it died young.
+ *		Worker i has stopped: when we stopped it, or it left because a reload
+ *		gave its slot another database (reconfigured), it may start again at
+ *		once; when it died, wait longer each time it died young.
  */
 static void
-us_worker_stopped(UsLaunchedWorker *w, int i, TimestampTz now)
+us_worker_stopped(UsLaunchedWorker *w, int i, TimestampTz now, bool reconfigured)
 {
 	pfree(w->handle);
 	w->handle = NULL;
-	if (w->stopping)
+	if (w->stopping || reconfigured)
 	{
 		w->stopping = false;
 		w->backoff_ms = 0;
@@ -196,8 +182,8 @@ us_worker_start_due(UsLaunchedWorker *w, int i, const char *dbname, TimestampTz 
 	}
 	if (!*out_of_slots)
 		ereport(WARNING,
-				(errmsg("could not start user_service worker %d of %d: no background worker slot is free",
-						i + 1, us_workers_wanted()),
+				(errmsg("could not start user_service worker %d of %d (database \"%s\"): no background worker slot is free",
+						i + 1, Min(us_workers_wanted(), US_MAX_WORKERS), dbname),
 				 errhint("Raise max_worker_processes (now %d) or lower user_service.workers.",
 						 max_worker_processes)));
 	*out_of_slots = true;
@@ -223,6 +209,7 @@ us_database_exists(const char *dbname)
 	Relation	rel;
 	SysScanDesc scan;
 	ScanKeyData key;
+	HeapTuple	tup;
 	bool		exists;
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -231,7 +218,16 @@ us_database_exists(const char *dbname)
 	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
 				CStringGetDatum(dbname));
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
-	exists = HeapTupleIsValid(systable_getnext(scan));
+	tup = systable_getnext(scan);
+
+	/*
+	 * One that refuses connections, or that an interrupted DROP DATABASE
+	 * left invalid (datconnlimit -2), is as good as missing: a worker would
+	 * fail to connect, again and again.
+	 */
+	exists = HeapTupleIsValid(tup) &&
+		((Form_pg_database) GETSTRUCT(tup))->datallowconn &&
+		((Form_pg_database) GETSTRUCT(tup))->datconnlimit != -2;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
@@ -293,12 +289,19 @@ user_service_launcher_main(Datum arg)
 	const char *looked[US_MAX_DATABASES];
 	bool		missing[US_MAX_DATABASES];
 	int			nlooked;
+	bool		warned_unserved = false;
 	MemoryContext round_cxt;
 
 	memset(workers, 0, sizeof(workers));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
-	pqsignal(SIGUSR1, us_launcher_sigusr1);
+	/*
+	 * SIGUSR1 keeps the handler of a background worker with a connection,
+	 * procsignal_sigusr1_handler: it sets the latch when the postmaster
+	 * tells of a worker starting or stopping, and it answers the
+	 * ProcSignalBarriers that DROP DATABASE waits for (a handler of ours
+	 * made every DROP DATABASE of the server wait forever).
+	 */
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
@@ -324,6 +327,22 @@ user_service_launcher_main(Datum arg)
 		now = GetCurrentTimestamp();
 		nlooked = 0;
 		old = MemoryContextSwitchTo(round_cxt);
+		for (int m = us_nmissing - 1; m >= 0; m--)
+			if (!us_database_listed(us_missing[m]))
+			{
+				memmove(us_missing[m], us_missing[m + 1], (us_nmissing - m - 1) * NAMEDATALEN);
+				us_nmissing--;
+			}
+		if (us_workers_wanted() > US_MAX_WORKERS && !warned_unserved)
+		{
+			ereport(WARNING,
+					(errmsg("user_service.workers and user_service.database ask for %d workers: %d run, shared by the databases in turn",
+							us_workers_wanted(), US_MAX_WORKERS),
+					 errhint("Lower user_service.workers or list fewer databases in user_service.database.")));
+			warned_unserved = true;
+		}
+		else if (us_workers_wanted() <= US_MAX_WORKERS)
+			warned_unserved = false;
 		for (int i = 0; i < US_MAX_WORKERS; i++)
 		{
 			UsLaunchedWorker *w = &workers[i];
@@ -335,7 +354,8 @@ user_service_launcher_main(Datum arg)
 				pid_t		pid;
 
 				if (GetBackgroundWorkerPid(w->handle, &pid) == BGWH_STOPPED)
-					us_worker_stopped(w, i, now);
+					us_worker_stopped(w, i, now,
+									  dbname == NULL || strcmp(dbname, w->dbname) != 0);
 				else if ((dbname == NULL || strcmp(dbname, w->dbname) != 0) && !w->stopping)
 				{
 					TerminateBackgroundWorker(w->handle);

@@ -102,9 +102,12 @@ us_xact_callback(XactEvent event, void *arg)
 	{
 		if (us_wake_workers_pending)
 		{
+			/* the workers of this database (or not connected yet) */
 			LWLockAcquire(us_shared->lock, LW_SHARED);
 			for (int i = 0; i < US_MAX_WORKERS; i++)
-				if (us_shared->slots[i].pid != 0)
+				if (us_shared->slots[i].pid != 0 &&
+					(us_shared->slots[i].dboid == MyDatabaseId ||
+					 us_shared->slots[i].dboid == InvalidOid))
 					SetLatch(us_shared->slots[i].latch);
 			LWLockRelease(us_shared->lock);
 		}
@@ -131,7 +134,14 @@ us_database_list(const char *value, List **names)
 	ListCell   *lc;
 
 	*names = NIL;
-	if (!SplitGUCList(copy, ',', names) || list_length(*names) > US_MAX_DATABASES)
+	if (!SplitGUCList(copy, ',', names))
+	{
+		/* one name that is no identifier ("my db"), as before lists */
+		if (strchr(value, ',') != NULL || strchr(value, '"') != NULL)
+			return false;
+		*names = list_make1(pstrdup(value));
+	}
+	if (list_length(*names) > US_MAX_DATABASES)
 		return false;
 	foreach(lc, *names)
 	{
@@ -163,7 +173,10 @@ us_check_database(char **newval, void **extra, GucSource source)
 /*
  * us_worker_database
  *		The database that worker slot index serves under the current
- *		settings, or NULL when that slot has no worker.
+ *		settings, or NULL when that slot has no worker.  Slots go round the
+ *		databases (slot i serves the (i mod n)-th of n), so that when
+ *		background worker processes run short, each database has one worker
+ *		before any has two.
  */
 const char *
 us_worker_database(int index)
@@ -174,18 +187,20 @@ us_worker_database(int index)
 	if (user_service_workers <= 0 || index < 0 || index >= US_MAX_WORKERS ||
 		!us_database_list(user_service_database, &names))
 		return NULL;
-	d = index / user_service_workers;
-	return d < list_length(names) ? (const char *) list_nth(names, d) : NULL;
+	if (index >= list_length(names) * user_service_workers)
+		return NULL;
+	d = index % list_length(names);
+	return (const char *) list_nth(names, d);
 }
 
-/* Do the workers serve this database? */
+/* Is this database listed in user_service.database? */
 bool
-us_database_served(const char *dbname)
+us_database_listed(const char *dbname)
 {
 	List	   *names;
 	ListCell   *lc;
 
-	if (user_service_workers <= 0 || !us_database_list(user_service_database, &names))
+	if (!us_database_list(user_service_database, &names))
 		return false;
 	foreach(lc, names)
 		if (strcmp(lfirst(lc), dbname) == 0)
@@ -193,7 +208,26 @@ us_database_served(const char *dbname)
 	return false;
 }
 
-/* How many workers the settings ask for, in all (capped at US_MAX_WORKERS). */
+/* Does some worker slot serve this database? */
+bool
+us_database_served(const char *dbname)
+{
+	for (int i = 0; i < US_MAX_WORKERS; i++)
+	{
+		const char *d = us_worker_database(i);
+
+		if (d == NULL)
+			break;
+		if (strcmp(d, dbname) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * How many workers the settings ask for, in all (more than US_MAX_WORKERS:
+ * then that many run, and the databases share them in turn).
+ */
 int
 us_workers_wanted(void)
 {
@@ -201,7 +235,7 @@ us_workers_wanted(void)
 
 	if (!us_database_list(user_service_database, &names))
 		return 0;
-	return Min(list_length(names) * user_service_workers, US_MAX_WORKERS);
+	return list_length(names) * user_service_workers;
 }
 
 /*

@@ -39,6 +39,7 @@ extern bool us_slots_ready(void);
 
 /* Which database worker slot index serves (NULL: none); is one served? */
 extern const char *us_worker_database(int index);
+extern bool us_database_listed(const char *dbname);
 extern bool us_database_served(const char *dbname);
 extern int	us_workers_wanted(void);
 

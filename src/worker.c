@@ -159,11 +159,20 @@ us_worker_step(bool housekeeping, bool *deferred)
 	return n;
 }
 
-/* No synchronous standby is configured (commits need not wait for one). */
-static bool
-us_no_sync_standby(void)
+/*
+ * us_worker_commit_mode
+ *		synchronous_commit off, unless a synchronous standby is configured:
+ *		then the server's own setting.  Set at the session level, so that the
+ *		configuration file's value stays the reset value to go back to.
+ */
+static void
+us_worker_commit_mode(void)
 {
-	return SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0';
+	if (SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0')
+		SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
+	else
+		SetConfigOption("synchronous_commit", GetConfigOptionResetString("synchronous_commit"),
+						PGC_SUSET, PGC_S_SESSION);
 }
 
 /*
@@ -178,7 +187,6 @@ user_service_worker_main(Datum arg)
 {
 	int			index = DatumGetInt32(arg);
 	char	   *dbname;
-	bool		async_commit;
 	TimestampTz last_housekeeping = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -211,11 +219,9 @@ user_service_worker_main(Datum arg)
 	 * otherwise).  Except where a synchronous standby is configured: there
 	 * a finished item must survive a failover as the caller saw it (the
 	 * user it created, with that id), so the server's synchronous_commit
-	 * applies.  A reload that changes this restarts the worker.
+	 * applies (us_worker_commit_mode, again after each reload).
 	 */
-	async_commit = us_no_sync_standby();
-	if (async_commit)
-		SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	us_worker_commit_mode();
 
 	for (;;)
 	{
@@ -249,13 +255,7 @@ user_service_worker_main(Datum arg)
 								index + 1, dbname, user_service_database, user_service_workers)));
 				proc_exit(0);
 			}
-			if (async_commit != us_no_sync_standby())
-			{
-				ereport(LOG,
-						(errmsg("user_service worker %d: synchronous_standby_names changed, restarting",
-								index + 1)));
-				proc_exit(0);
-			}
+			us_worker_commit_mode();
 			last_housekeeping = 0;	/* retention may have changed */
 		}
 

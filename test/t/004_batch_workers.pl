@@ -150,7 +150,7 @@ $node->reload;
 #    the workers that fit keep working, no restart loop.
 $node->append_conf('postgresql.conf', "max_worker_processes = 3\nuser_service.workers = 4");
 $node->restart;
-ok( $node->wait_for_log(qr/could not start user_service worker \d of 4: no background worker slot is free/),
+ok( $node->wait_for_log(qr/could not start user_service worker \d of 4 \(database "postgres"\): no background worker slot is free/),
 	'running out of background worker slots is logged');
 ok($node->log_contains('HINT:  Raise max_worker_processes'), '... with a hint');
 $batch = $node->safe_psql('postgres', q{

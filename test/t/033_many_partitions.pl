@@ -3,10 +3,12 @@
 # user_service.database = 'part0, part1, part2, part3', behind a PL/Proxy
 # router whose four partitions point at them.  Batches submitted through the
 # router run on every partition, each item exactly once; the workers view
-# shows each database's workers; batch_results of one database never shows
-# another's items as running; a reload that drops a database and lowers
-# user_service.workers stops exactly the workers no longer wanted; a
-# database created later gets its workers.
+# shows each database's workers; batch_results and the batches view of one
+# database never show another's items as running; DROP DATABASE does not
+# wait for the launcher; a reload that drops a database and lowers
+# user_service.workers leaves one worker for each listed database; a
+# database created later gets its workers; a list naming one twice is
+# refused; one name with a space needs no quotes.
 use strict;
 use warnings;
 use FindBin;
@@ -95,29 +97,45 @@ is($router->safe_psql('postgres', "SELECT total, succeeded FROM user_service.bat
 is($router->safe_psql('postgres', 'SELECT total FROM user_service.list_users(1, 1)'),
 	$n - 100, 'and the total over the partitions is exact');
 
-# Items of equal batch ids in two databases: batch 1 of part0 is not shown
-# as running in part1 while part0's worker works on it.
-my ($b0, $b1) = map {
-	$server->safe_psql($_, q{
-		SELECT user_service.submit_batch('create_user',
-			(SELECT jsonb_agg(jsonb_build_object('name', 'R ' || i, 'email', 'running' || i || '@example.com',
-			                                     'password', 'password ' || i))
-			   FROM generate_series(1, 300) i), 1)})
-} ('part0', 'part1');
+# Equal batch ids in two databases: while part0's workers run its batch B,
+# batch B of part1 (not committed yet, so no worker of part1 can take it)
+# is not shown as running, neither item by item nor in the batches view.
+my $b0 = $server->safe_psql('part0', q{
+	SELECT user_service.submit_batch('create_user',
+		(SELECT jsonb_agg(jsonb_build_object('name', 'R ' || i, 'email', 'running' || i || '@example.com',
+		                                     'password', 'password ' || i))
+		   FROM generate_series(1, 300) i), 1)});
 ok($server->poll_query_until('part0', "SELECT count(*) > 0 FROM user_service.batch_results($b0) WHERE status = 'running'"),
 	'an item of part0 runs');
-my $cancelled1 = $server->safe_psql('part1', "SELECT user_service.cancel_batch($b1)");
-ok($cancelled1 > 0, 'the same batch id in part1 is cancelled before its items ran');
-is($server->safe_psql('part1', "SELECT count(*) FROM user_service.batch_results($b1) WHERE status = 'running'"),
-	'0', 'and part1 never shows part0\'s running items as its own');
+is( $server->safe_psql(
+		'part1', qq{
+		BEGIN;
+		SELECT setval(pg_get_serial_sequence('user_service.batch_jobs', 'id'), $b0 - 1);
+		SELECT user_service.submit_batch('create_user',
+			(SELECT jsonb_agg(jsonb_build_object('name', 'S ' || i, 'email', 'same' || i || '\@example.com',
+			                                     'password', 'password ' || i))
+			   FROM generate_series(1, 3) i), 1) = $b0;
+		SELECT count(*) FILTER (WHERE status = 'running') FROM user_service.batch_results($b0);
+		SELECT state, running, pending FROM user_service.batches WHERE batch_id = $b0;
+		ROLLBACK;}),
+	"@{[ $b0 - 1 ]}\nt\n0\npending|0|3",
+	'batch ' . $b0 . ' of part1 shows none of part0\'s running items as its own (batch_results, batches view)');
 $server->safe_psql('part0', "SELECT user_service.cancel_batch($b0)");
 
+# DROP DATABASE does not wait for the launcher (it answers the barriers a
+# drop waits for), whether the database is listed or not.
+$server->safe_psql('postgres', 'CREATE DATABASE scratch');
+my ($drc, $dout, $derr) = $server->psql('postgres', 'DROP DATABASE scratch', timeout => 60);
+is($drc, 0, 'DROP DATABASE of a database the workers do not serve completes') or diag($derr);
+
 # A reload: one worker per database, and part3 dropped from the list.
+my $at = -s $server->logfile;
 $server->append_conf('postgresql.conf', qq{
 user_service.database = 'part0, part1, part2'
 user_service.workers = 1
 });
 $server->reload;
+$server->wait_for_log(qr/parameter "user_service\.database" changed to "part0, part1, part2"/, $at);
 ok( $server->poll_query_until(
 		'part0', q{SELECT string_agg(database || ':' || n, ' ' ORDER BY database) = 'part0:1 part1:1 part2:1'
 		             FROM (SELECT database, count(*) AS n FROM user_service.workers GROUP BY 1) w}),
@@ -128,26 +146,41 @@ like($err, qr/NOTICE:  the user_service workers serve "part0, part1, part2", not
 	'a batch in a database no longer served gets the NOTICE');
 
 # A database listed before it exists gets its workers once it is created.
+$at = -s $server->logfile;
 $server->append_conf('postgresql.conf', qq{
 user_service.database = 'part0, part1, part2, later'
 });
 $server->reload;
+$server->wait_for_log(qr/user_service\.database "later" does not exist: its user_service workers start once it is created/, $at);
 ok( $server->poll_query_until(
 		'part0', q{SELECT count(*) = 3 FROM user_service.workers WHERE database IS NOT NULL}),
 	'while "later" does not exist, three workers');
 $server->safe_psql('postgres', 'CREATE DATABASE later');
 ok($server->poll_query_until('part0', q{SELECT count(*) = 1 FROM user_service.workers WHERE database = 'later'}),
 	'"later" gets its worker once it is created');
-like(slurp_file($server->logfile), qr/user_service\.database "later" does not exist: its user_service workers start once it is created/,
-	'the missing database was logged');
+pass('the missing database was logged once it was listed');
 
 # A list that is not one is refused at reload (the old value stays).
+$at = -s $server->logfile;
 $server->append_conf('postgresql.conf', qq{
 user_service.database = 'part0, part0'
 });
 $server->reload;
-ok($server->poll_query_until('part0', q{SELECT current_setting('user_service.database') = 'part0, part1, part2, later'}),
-	'a list naming a database twice is refused at reload');
+$server->wait_for_log(qr/invalid value for parameter "user_service\.database"/, $at);
+is($server->safe_psql('part0', q{SELECT current_setting('user_service.database')}),
+	'part0, part1, part2, later', 'a list naming a database twice is refused at reload');
+
+# One database whose name is no identifier still works without quotes.
+$server->safe_psql('postgres', 'CREATE DATABASE "my db"');
+$at = -s $server->logfile;
+$server->append_conf('postgresql.conf', qq{
+user_service.database = 'my db'
+});
+$server->reload;
+$server->wait_for_log(qr/parameter "user_service\.database" changed to "my db"/, $at);
+ok($server->poll_query_until('part0', q{SELECT count(*) = 1 AND bool_and(database = 'my db') FROM user_service.workers}),
+	'a single name with a space is one database, as before lists');
+
 
 $router->stop;
 $server->stop;

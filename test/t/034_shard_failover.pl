@@ -7,7 +7,8 @@
 # the router carries on without reconfiguration; the part finishes on the
 # promoted server with every item exactly once, and every item that was seen
 # finished before the failure keeps the user it made (synchronous commit:
-# nothing acknowledged is lost).  Before that, a second, read-only router
+# nothing acknowledged is lost; the workers' commits wait for the standby,
+# shown first with the standby stopped).  Before that, a second, read-only router
 # database whose shard 0 is the standby serves get_user, list_users_after
 # and verify_password (no rehash there) with the standby's replay lag.
 use strict;
@@ -42,6 +43,23 @@ $primary->append_conf('postgresql.conf', "synchronous_standby_names = '*'");
 $primary->reload;
 ok($primary->poll_query_until('postgres', q{SELECT sync_state = 'sync' FROM pg_stat_replication}),
 	'the standby of shard 0 is synchronous');
+
+# The workers of a primary with a synchronous standby commit as the server
+# does: with the standby stopped, an item's commit waits for it, and the
+# batch is not seen finished; once the standby is back it is.
+$standby->stop;
+my $waiting = $primary->safe_psql('postgres', q{
+	SET synchronous_commit = local;
+	SELECT user_service.submit_batch('create_user',
+		'[{"name": "Sync", "email": "sync@example.com", "password": "synchronous"}]')});
+is($primary->safe_psql('postgres', "SELECT user_service.wait_batch($waiting, '3 seconds')"), 'f',
+	'with the synchronous standby down, a worker\'s item waits for it');
+$standby->start;
+ok($primary->poll_query_until('postgres', "SELECT user_service.wait_batch($waiting, '1 second')"),
+	'and finishes once the standby is back');
+ok($primary->poll_query_until('postgres', q{SELECT sync_state = 'sync' FROM pg_stat_replication}),
+	'the standby is synchronous again');
+$primary->safe_psql('postgres', q{SELECT user_service.delete_user(id) FROM user_service.users});
 
 my $shard1 = preloaded_node('shard1');
 $shard1->safe_psql('postgres', "SELECT user_service.configure_shard(1, $N)");
