@@ -673,3 +673,32 @@ SELECT w.pid, w.state, w.batch_id, w.item, w.items, a.datname AS database
   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) w.pid;
 COMMENT ON VIEW user_service.workers IS
     'the running background workers: pid, idle or busy, current batch and item, the database each serves';
+
+-- The stats of a database count its own workers (the server's workers may
+-- serve several databases).
+CREATE OR REPLACE VIEW user_service.stats AS
+SELECT (SELECT coalesce(sum(d.delta), 0) FROM user_service.user_count_deltas d)::bigint AS users,
+       b.batches_pending,
+       b.batches_running,
+       b.batches_done,
+       b.batches_cancelled,
+       b.items_pending,
+       b.items_running,
+       (SELECT coalesce(sum(g.succeeded + g.failed), 0)
+          FROM user_service.batch_progress g
+         WHERE g.at > now() - interval '1 minute')::bigint AS items_processed_last_minute,
+       w.workers_busy,
+       w.workers_idle
+  FROM (SELECT count(*) FILTER (WHERE state = 'pending') AS batches_pending,
+               count(*) FILTER (WHERE state = 'running') AS batches_running,
+               count(*) FILTER (WHERE state = 'done') AS batches_done,
+               count(*) FILTER (WHERE state = 'cancelled') AS batches_cancelled,
+               coalesce(sum(pending), 0)::bigint AS items_pending,
+               coalesce(sum(running), 0)::bigint AS items_running
+          FROM user_service.batches) b,
+       (SELECT count(*) FILTER (WHERE state = 'busy')::int AS workers_busy,
+               count(*) FILTER (WHERE state = 'idle')::int AS workers_idle
+          FROM user_service.workers
+         WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()) w;
+COMMENT ON COLUMN user_service.stats.workers_busy IS 'background workers of this database processing items';
+COMMENT ON COLUMN user_service.stats.workers_idle IS 'background workers of this database waiting for work';

@@ -355,22 +355,24 @@ SELECT what, pg_temp.try(format('SELECT user_service.import_user(%L, %L, %L)', '
 -- whole submission (nothing stored)
 SELECT user_service.submit_batch('import_user', jsonb_build_array(
     jsonb_build_object('name', 'K', 'email', 'kc-item@example.com', 'password_hash', '{"algorithm": "pbkdf2-sha256", "iterations": 27500, "salt": "MDEyMzQ1Njc4OWFiY2RlZg==", "hash": "H5R9LZ0QvKxHLm1Lg0IeQXdtUAa+9gf2NeOZns+WHBTpnlaWE/+JwnJ/2OXEjNPW5EusP1xxGLqEqjWDbIcGlg=="}'::jsonb),
-    jsonb_build_object('name', 'B', 'email', 'bcrypt-item@example.com', 'password_hash', '$2y$10$9ZutdN2p887wneeOYWGrt.WEem1FiRdwsta7oK5mtf.kYkUpXHeHS'))) AS kb \gset
+    jsonb_build_object('name', 'B', 'email', 'bcrypt-item@example.com', 'password_hash', '$2y$10$9ZutdN2p887wneeOYWGrt.WEem1FiRdwsta7oK5mtf.kYkUpXHeHS')), 1) AS kb \gset
 SELECT user_service.wait_batch(:kb, '60 seconds');
 SELECT item, status, error FROM user_service.batch_results(:kb);
--- the workers claimed both items at once and inserted them with one
--- statement (one transaction id, not one subtransaction per item)
+-- a worker claimed both items at once (concurrency 1: one group) and
+-- inserted them with one statement (one transaction id, not one
+-- subtransaction per item)
 SELECT count(DISTINCT xmin::text) AS inserting_xids
   FROM user_service.users WHERE email IN ('kc-item@example.com', 'bcrypt-item@example.com');
 SELECT user_service.hash_format(password_hash), user_service.verify_password(email, 'correct horse')
   FROM user_service.users WHERE email IN ('kc-item@example.com', 'bcrypt-item@example.com') ORDER BY email;
 -- in a group, an email taken before or by an earlier item of the group
 -- fails that item with create_user's 23505; the others are imported once
+-- (concurrency 1: one group, so "earlier" is the items' order)
 SELECT user_service.submit_batch('import_user', jsonb_build_array(
     jsonb_build_object('name', 'G1', 'email', 'group-one@example.com', 'password_hash', h),
     jsonb_build_object('name', 'G2', 'email', 'KC-ITEM@example.com', 'password_hash', h),
     jsonb_build_object('name', 'G3', 'email', 'Group-One@example.com', 'password_hash', h),
-    jsonb_build_object('name', 'G4', 'email', 'group-four@example.com', 'password_hash', h)))
+    jsonb_build_object('name', 'G4', 'email', 'group-four@example.com', 'password_hash', h)), 1)
     AS gb FROM foreign_hashes f(what, h) WHERE what = 'bcrypt 2b' \gset
 SELECT user_service.wait_batch(:gb, '60 seconds');
 SELECT item, status, sqlstate, error FROM user_service.batch_results(:gb);

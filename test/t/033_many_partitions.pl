@@ -48,6 +48,8 @@ is( $server->safe_psql(
 		'part2', q{SELECT string_agg(database || ':' || n, ' ' ORDER BY database)
 		             FROM (SELECT database, count(*) AS n FROM user_service.workers GROUP BY 1) w}),
 	'part0:2 part1:2 part2:2 part3:2', 'the workers view shows two workers for each partition database');
+is($server->safe_psql('part1', 'SELECT workers_busy + workers_idle FROM user_service.stats'), '2',
+	'the stats of a database count its own workers');
 
 # The router: PL/Proxy's four partitions are the four databases of the one
 # server.
