@@ -103,7 +103,7 @@ us_start_worker(int i, const char *dbname, BackgroundWorkerHandle **handle)
 	bgw.bgw_main_arg = Int32GetDatum(i);
 	strlcpy(bgw.bgw_extra, dbname, BGW_EXTRALEN);
 	bgw.bgw_notify_pid = MyProcPid;
-	/* the handle lives as long as the worker, past the launcher's round */
+	/* the handle lives as long as the worker */
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	started = RegisterDynamicBackgroundWorker(&bgw, handle);
 	MemoryContextSwitchTo(old);
@@ -290,7 +290,6 @@ user_service_launcher_main(Datum arg)
 	bool		missing[US_MAX_DATABASES];
 	int			nlooked;
 	bool		warned_unserved = false;
-	MemoryContext round_cxt;
 
 	memset(workers, 0, sizeof(workers));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -308,14 +307,10 @@ user_service_launcher_main(Datum arg)
 	ereport(LOG, (errmsg("user_service launcher started")));
 	us_stop_orphans();
 
-	/* what a round allocates (the parsed list of databases), freed after it */
-	round_cxt = AllocSetContextCreate(TopMemoryContext, "user_service launcher round",
-									  ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		TimestampTz now;
 		long		timeout = 60000;
-		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -326,7 +321,6 @@ user_service_launcher_main(Datum arg)
 
 		now = GetCurrentTimestamp();
 		nlooked = 0;
-		old = MemoryContextSwitchTo(round_cxt);
 		for (int m = us_nmissing - 1; m >= 0; m--)
 			if (!us_database_listed(us_missing[m]))
 			{
@@ -387,9 +381,6 @@ user_service_launcher_main(Datum arg)
 					timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, w->retry_at), 10));
 			}
 		}
-
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(round_cxt);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);

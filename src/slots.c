@@ -171,57 +171,75 @@ us_check_database(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * us_database_names
+ *		The databases of user_service.database, parsed once for each value
+ *		the setting takes (the launcher asks for every slot at every round,
+ *		each submit_batch asks too).  The check hook has refused any value
+ *		that is no list; NIL all the same if one got through.
+ */
+static List *
+us_database_names(void)
+{
+	static MemoryContext cxt = NULL;
+	static char *parsed = NULL;		/* the value names was made from */
+	static List *names = NIL;
+	MemoryContext old;
+
+	if (parsed != NULL && strcmp(parsed, user_service_database) == 0)
+		return names;
+	if (cxt == NULL)
+		cxt = AllocSetContextCreate(TopMemoryContext, "user_service databases",
+									ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(cxt);
+	old = MemoryContextSwitchTo(cxt);
+	parsed = pstrdup(user_service_database);
+	if (!us_database_list(parsed, &names))
+		names = NIL;
+	MemoryContextSwitchTo(old);
+	return names;
+}
+
+/*
  * us_worker_database
  *		The database that worker slot index serves under the current
  *		settings, or NULL when that slot has no worker.  Slots go round the
  *		databases (slot i serves the (i mod n)-th of n), so that when
  *		background worker processes run short, each database has one worker
- *		before any has two.
+ *		before any has two.  Valid until the setting changes.
  */
 const char *
 us_worker_database(int index)
 {
-	List	   *names;
-	int			d;
+	List	   *names = us_database_names();
 
-	if (user_service_workers <= 0 || index < 0 || index >= US_MAX_WORKERS ||
-		!us_database_list(user_service_database, &names))
+	if (index < 0 || index >= Min(us_workers_wanted(), US_MAX_WORKERS))
 		return NULL;
-	if (index >= list_length(names) * user_service_workers)
-		return NULL;
-	d = index % list_length(names);
-	return (const char *) list_nth(names, d);
+	return (const char *) list_nth(names, index % list_length(names));
 }
 
 /* Is this database listed in user_service.database? */
 bool
 us_database_listed(const char *dbname)
 {
-	List	   *names;
 	ListCell   *lc;
 
-	if (!us_database_list(user_service_database, &names))
-		return false;
-	foreach(lc, names)
+	foreach(lc, us_database_names())
 		if (strcmp(lfirst(lc), dbname) == 0)
 			return true;
 	return false;
 }
 
-/* Does some worker slot serve this database? */
+/*
+ * Does some worker slot serve this database?  Slots go round the databases,
+ * and there are more slots than databases: every listed one has a slot.
+ */
+StaticAssertDecl(US_MAX_DATABASES <= US_MAX_WORKERS, "every listed database must have a slot");
+
 bool
 us_database_served(const char *dbname)
 {
-	for (int i = 0; i < US_MAX_WORKERS; i++)
-	{
-		const char *d = us_worker_database(i);
-
-		if (d == NULL)
-			break;
-		if (strcmp(d, dbname) == 0)
-			return true;
-	}
-	return false;
+	return user_service_workers > 0 && us_database_listed(dbname);
 }
 
 /*
@@ -231,11 +249,7 @@ us_database_served(const char *dbname)
 int
 us_workers_wanted(void)
 {
-	List	   *names;
-
-	if (!us_database_list(user_service_database, &names))
-		return 0;
-	return list_length(names) * user_service_workers;
+	return list_length(us_database_names()) * Max(user_service_workers, 0);
 }
 
 /*

@@ -187,6 +187,7 @@ user_service_worker_main(Datum arg)
 {
 	int			index = DatumGetInt32(arg);
 	char	   *dbname;
+	const char *wanted;
 	TimestampTz last_housekeeping = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -247,8 +248,8 @@ user_service_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (us_worker_database(index) == NULL ||
-				strcmp(dbname, us_worker_database(index)) != 0)
+			wanted = us_worker_database(index);
+			if (wanted == NULL || strcmp(dbname, wanted) != 0)
 			{
 				ereport(LOG,
 						(errmsg("user_service worker %d: no longer serving database \"%s\" (user_service.database is \"%s\", user_service.workers %d), leaving",
