@@ -35,11 +35,7 @@ listen_addresses = '127.0.0.1'
 });
 
 # The application role, with exactly the README's grants.
-$node->safe_psql('postgres', q{
-	CREATE ROLE us_app LOGIN;
-	GRANT USAGE ON SCHEMA user_service TO us_app;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO us_app;
-	GRANT SELECT ON user_service.batches, user_service.workers, user_service.stats TO us_app;});
+app_role($node, 'us_app');
 
 # The drivers' environment: libpq's variables, a tag for their emails.
 my %driver_env = (

@@ -43,11 +43,7 @@ my $bindir = $node->config_data('--bindir');
 my $psql = "$bindir/psql";
 
 # The application role, with exactly the README's grants.
-$node->safe_psql('postgres', q{
-	CREATE ROLE us_app LOGIN;
-	GRANT USAGE ON SCHEMA user_service TO us_app;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO us_app;
-	GRANT SELECT ON user_service.batches, user_service.workers, user_service.stats TO us_app;});
+app_role($node, 'us_app');
 
 # PgBouncer, configured and started here, as the account that runs the test.
 my $tmp = PostgreSQL::Test::Utils::tempdir('pgbouncer');

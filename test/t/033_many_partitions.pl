@@ -53,19 +53,8 @@ is($server->safe_psql('part1', 'SELECT workers_busy + workers_idle FROM user_ser
 
 # The router: PL/Proxy's four partitions are the four databases of the one
 # server.
-my $router = PostgreSQL::Test::Cluster->new('router');
-$router->init;
-$router->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'user_service'
-user_service.workers = 0
-});
-$router->start;
-my $options = join(', ',
-	map { "p$_ 'host=" . $server->host . ' port=' . $server->port . " dbname=$parts[$_]'" } 0 .. $N - 1);
-$router->safe_psql('postgres', qq{
-	CREATE EXTENSION user_service_proxy CASCADE;
-	CREATE SERVER user_service_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($options);
-	CREATE USER MAPPING FOR PUBLIC SERVER user_service_cluster;});
+my $router = router_node('router',
+	postgres => [ map { 'host=' . $server->host . ' port=' . $server->port . " dbname=$_" } @parts ]);
 is($router->safe_psql('postgres',
 		q{SELECT string_agg(format('%s:%s/%s:%s', partition, shard, shard_count, ok), ' ' ORDER BY partition)
 		    FROM user_service.check_cluster()}),

@@ -67,26 +67,11 @@ $shard1->safe_psql('postgres', "SELECT user_service.configure_shard(1, $N)");
 # The router: shard 0 is "the primary, or else the standby", whichever
 # accepts writes; a second database "reads" sends shard 0's calls to the
 # standby.
-my $router = PostgreSQL::Test::Cluster->new('router');
-$router->init;
-$router->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'user_service'
-user_service.workers = 0
-});
-$router->start;
 my $p0 = 'host=' . $primary->host . ',' . $standby->host . ' port=' . $primary->port . ',' . $standby->port
   . ' dbname=postgres target_session_attrs=read-write';
 my $p0_ro = 'host=' . $standby->host . ' port=' . $standby->port . ' dbname=postgres target_session_attrs=read-only';
 my $p1 = 'host=' . $shard1->host . ' port=' . $shard1->port . ' dbname=postgres';
-$router->safe_psql('postgres', 'CREATE DATABASE reads');
-for ([ 'postgres', $p0 ], [ 'reads', $p0_ro ])
-{
-	my ($db, $first) = @$_;
-	$router->safe_psql($db, qq{
-		CREATE EXTENSION user_service_proxy CASCADE;
-		CREATE SERVER user_service_cluster FOREIGN DATA WRAPPER plproxy OPTIONS (p0 '$first', p1 '$p1');
-		CREATE USER MAPPING FOR PUBLIC SERVER user_service_cluster;});
-}
+my $router = router_node('router', postgres => [ $p0, $p1 ], reads => [ $p0_ro, $p1 ]);
 
 # 20 users through the router; one of shard 0 to follow.
 $router->safe_psql('postgres', q{

@@ -7,7 +7,7 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
-our @EXPORT = qw(preloaded_node submit_create_batch insert_users_singly proxy_cluster);
+our @EXPORT = qw(preloaded_node submit_create_batch insert_users_singly proxy_cluster router_node app_role);
 
 # preloaded_node(NAME, EXTRA_CONF): a started node whose two workers serve
 # database postgres, hashing at about 10 ms a hash (argon2 8 MiB, one pass)
@@ -67,11 +67,43 @@ sub insert_users_singly
 		END\$\$});
 }
 
+# router_node(NAME, DB => [CONNSTR, ...], ...): a started router (the
+# library preloaded without workers, statements logged) whose databases DB
+# (created unless postgres) have user_service_proxy and the server
+# user_service_cluster with partitions p0, p1, ... at those connection
+# strings, and a user mapping for PUBLIC.
+sub router_node
+{
+	my ($name, %clusters) = @_;
+	my $router = PostgreSQL::Test::Cluster->new($name);
+
+	$router->init;
+	$router->append_conf(
+		'postgresql.conf', q{
+shared_preload_libraries = 'user_service'
+user_service.workers = 0
+log_statement = 'all'
+log_min_error_statement = 'error'
+});
+	$router->start;
+	for my $db (sort keys %clusters)
+	{
+		my @p = @{ $clusters{$db} };
+		my $options = join(', ', map { "p$_ '$p[$_]'" } 0 .. $#p);
+		$router->safe_psql('postgres', "CREATE DATABASE $db") if $db ne 'postgres';
+		$router->safe_psql(
+			$db, qq{
+			CREATE EXTENSION user_service_proxy CASCADE;
+			CREATE SERVER user_service_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($options);
+			CREATE USER MAPPING FOR PUBLIC SERVER user_service_cluster;});
+	}
+	return $router;
+}
+
 # proxy_cluster(N, SHARD_CONF, DBS): N started shards (preloaded nodes,
 # SHARD_CONF appended) configured as shards 0 .. N-1 of N, and a router
-# (the library preloaded without workers, statements logged) whose
-# databases DBS (default: postgres) have user_service_proxy and the server
-# user_service_cluster listing the shards.  Returns ($router, @shards).
+# (router_node) whose databases DBS (default: postgres) list the shards.
+# Returns ($router, @shards).
 sub proxy_cluster
 {
 	my ($n, $shard_conf, @dbs) = @_;
@@ -84,29 +116,24 @@ sub proxy_cluster
 		$s->safe_psql('postgres', "SELECT user_service.configure_shard($k, $n)");
 		push @shards, $s;
 	}
-	my $router = PostgreSQL::Test::Cluster->new('router');
-	$router->init;
-	$router->append_conf(
-		'postgresql.conf', q{
-shared_preload_libraries = 'user_service'
-user_service.workers = 0
-log_statement = 'all'
-log_min_error_statement = 'error'
-});
-	$router->start;
-	my $options = join(', ',
-		map { "p$_ 'host=" . $shards[$_]->host . ' port=' . $shards[$_]->port . " dbname=postgres'" }
-		  0 .. $n - 1);
-	for my $db (@dbs)
-	{
-		$router->safe_psql('postgres', "CREATE DATABASE $db") if $db ne 'postgres';
-		$router->safe_psql(
-			$db, qq{
-			CREATE EXTENSION user_service_proxy CASCADE;
-			CREATE SERVER user_service_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($options);
-			CREATE USER MAPPING FOR PUBLIC SERVER user_service_cluster;});
-	}
+	my @p = map { 'host=' . $_->host . ' port=' . $_->port . ' dbname=postgres' } @shards;
+	my $router = router_node('router', map { ($_ => \@p) } @dbs);
 	return ($router, @shards);
+}
+
+# app_role(NODE, ROLE): a login role with exactly the README's grants for an
+# application role.
+sub app_role
+{
+	my ($node, $role) = @_;
+
+	$node->safe_psql(
+		'postgres', qq{
+		CREATE ROLE $role LOGIN;
+		GRANT USAGE ON SCHEMA user_service TO $role;
+		GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO $role;
+		GRANT SELECT ON user_service.batches, user_service.workers, user_service.stats TO $role;});
+	return;
 }
 
 1;
