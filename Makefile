@@ -27,6 +27,7 @@ OBJS = \
 	src/proxy.o \
 	src/users.o \
 	src/user_list.o \
+	src/kind_registry.o \
 	src/batch_kinds.o \
 	src/batch_submit.o \
 	src/batch_run.o \
@@ -41,7 +42,7 @@ SHLIB_LINK += -largon2 -lsodium -lcrypt -lcrypto
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # pg_regress: sql/*.sql against expected/*.out, one file per feature.
-REGRESS = users validation list passwords privileges batches import
+REGRESS = users validation list passwords privileges batches import kinds
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/temp.conf
 
 # pg_isolation_regress: test/isolation/specs/*.spec against

@@ -442,7 +442,7 @@ COMMENT ON FUNCTION user_service.batch_part_status(bigint) IS
     'state and counts of this shard''s part of a router''s batch';
 
 CREATE FUNCTION user_service.batch_part_results(handle bigint)
-RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text, result jsonb)
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -453,15 +453,16 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-        SELECT (r->>'item')::int, 'failed'::text, NULL::bigint, r->>'sqlstate', r->>'error'
+        SELECT (r->>'item')::int, 'failed'::text, NULL::bigint, r->>'sqlstate', r->>'error',
+               NULL::jsonb
           FROM jsonb_array_elements(p.refused) r;
     IF p.batch_id IS NOT NULL THEN
         RETURN QUERY
-            SELECT p.item_numbers[b.item], b.status, b.user_id, b.sqlstate, b.error
+            SELECT p.item_numbers[b.item], b.status, b.user_id, b.sqlstate, b.error, b.result
               FROM user_service.batch_results(p.batch_id) b;
     ELSIF p.released_at IS NULL THEN
         RETURN QUERY
-            SELECT n, 'pending'::text, NULL::bigint, NULL::text, NULL::text
+            SELECT n, 'pending'::text, NULL::bigint, NULL::text, NULL::text, NULL::jsonb
               FROM unnest(p.item_numbers) n;
     END IF;
 END
@@ -524,44 +525,61 @@ REVOKE ALL ON FUNCTION user_service.new_batch_handle(), user_service.stage_batch
 COMMENT ON FUNCTION user_service.update_user(bigint, text, text) IS
     'change name and/or email (NULL keeps the value) and bump updated_at; the same values write nothing';
 
--- delete_user returns the user it deleted (what DELETE ... RETURNING gives).
--- A function's result type cannot be changed in place: it is dropped and
--- made again, and the roles it was granted to get their grants again (with
+-- Two functions whose result type changes: delete_user returns the user it
+-- deleted (what DELETE ... RETURNING gives), batch_results gives each item's
+-- result (the jsonb a registered kind's handler returned, below).  A
+-- function's result type cannot be changed in place: it is dropped and made
+-- again, and the roles it was granted to get their grants again (with
 -- GRANT, so that the roles' dependencies are recorded); pg_init_privs is
 -- then set back to the extension's own privileges, so that pg_dump keeps
 -- those grants as the administrator's.
 DO $$
 DECLARE
+    f record;
     old_acl pg_catalog.aclitem[];
     own_acl pg_catalog.aclitem[];
     g record;
     fn pg_catalog.oid;
 BEGIN
-    SELECT p.proacl INTO old_acl FROM pg_catalog.pg_proc p
-     WHERE p.oid = 'user_service.delete_user(bigint)'::pg_catalog.regprocedure;
-    DROP FUNCTION user_service.delete_user(bigint);
-    CREATE FUNCTION user_service.delete_user(id bigint)
-    RETURNS user_service.user_info
-    AS 'MODULE_PATHNAME', 'delete_user'
-    LANGUAGE C VOLATILE;
-    REVOKE EXECUTE ON FUNCTION user_service.delete_user(bigint) FROM PUBLIC;
-    fn := 'user_service.delete_user(bigint)'::pg_catalog.regprocedure;
-    SELECT p.proacl INTO own_acl FROM pg_catalog.pg_proc p WHERE p.oid = fn;
-    FOR g IN
-        SELECT a.grantee, a.is_grantable
-          FROM pg_catalog.aclexplode(old_acl) a
-          JOIN pg_catalog.pg_proc p ON p.oid = fn
-         WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+    FOR f IN
+        SELECT * FROM (VALUES
+            ('user_service.delete_user(bigint)',
+             $f$CREATE FUNCTION user_service.delete_user(id bigint)
+                RETURNS user_service.user_info
+                AS 'MODULE_PATHNAME', 'delete_user'
+                LANGUAGE C VOLATILE$f$),
+            ('user_service.batch_results(bigint)',
+             $f$CREATE FUNCTION user_service.batch_results(batch_id bigint)
+                RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text,
+                               result jsonb)
+                AS 'MODULE_PATHNAME', 'batch_results'
+                LANGUAGE C VOLATILE$f$)) v(sig, def)
     LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION user_service.delete_user(bigint) TO %s%s',
-            CASE WHEN g.grantee = 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
-            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        SELECT p.proacl INTO old_acl FROM pg_catalog.pg_proc p
+         WHERE p.oid = f.sig::pg_catalog.regprocedure;
+        EXECUTE 'DROP FUNCTION ' || f.sig;
+        EXECUTE f.def;
+        EXECUTE 'REVOKE EXECUTE ON FUNCTION ' || f.sig || ' FROM PUBLIC';
+        fn := f.sig::pg_catalog.regprocedure;
+        SELECT p.proacl INTO own_acl FROM pg_catalog.pg_proc p WHERE p.oid = fn;
+        FOR g IN
+            SELECT a.grantee, a.is_grantable
+              FROM pg_catalog.aclexplode(old_acl) a
+              JOIN pg_catalog.pg_proc p ON p.oid = fn
+             WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+        LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', f.sig,
+                CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+                CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+        UPDATE pg_catalog.pg_init_privs SET initprivs = own_acl
+         WHERE objoid = fn AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND objsubid = 0;
     END LOOP;
-    UPDATE pg_catalog.pg_init_privs SET initprivs = own_acl
-     WHERE objoid = fn AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND objsubid = 0;
 END
 $$;
+COMMENT ON FUNCTION user_service.batch_results(bigint) IS
+    'one row per item of a batch, in input order, with its result or error';
 COMMENT ON FUNCTION user_service.delete_user(bigint) IS
     'delete the user with this id and return it; P0002 when there is none';
 
@@ -702,3 +720,96 @@ SELECT (SELECT coalesce(sum(d.delta), 0) FROM user_service.user_count_deltas d):
          WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()) w;
 COMMENT ON COLUMN user_service.stats.workers_busy IS 'background workers of this database processing items';
 COMMENT ON COLUMN user_service.stats.workers_idle IS 'background workers of this database waiting for work';
+
+-- ---------------------------------------------------------------------
+-- Registered batch kinds: any SQL function as a batch kind
+-- (src/kind_registry.c).  A kind's handler takes one item (jsonb) and
+-- returns its result (jsonb), or takes a group of items (jsonb[]) and
+-- returns their results in order (jsonb[]).  Items run as the role that
+-- submitted the batch.
+-- ---------------------------------------------------------------------
+
+-- The kinds are no longer a fixed list: submit_batch checks them.
+ALTER TABLE user_service.batch_jobs DROP CONSTRAINT batch_jobs_kind_check;
+
+-- What a registered kind's handler returned for an item.
+ALTER TABLE user_service.batch_items ADD COLUMN result jsonb;
+
+CREATE TABLE user_service.registered_kinds (
+    kind                text        PRIMARY KEY CHECK (kind ~ '^[a-z][a-z0-9_]{0,47}$'),
+    grouped             boolean     NOT NULL,
+    default_concurrency int         CHECK (default_concurrency >= 1),
+    secrets             boolean     NOT NULL DEFAULT false,
+    registered_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE user_service.registered_kinds IS
+    'batch kinds registered with register_batch_kind; each has a function user_service_kinds.<kind> that calls its handler';
+SELECT pg_catalog.pg_extension_config_dump('user_service.registered_kinds', '');
+REVOKE ALL ON user_service.registered_kinds FROM PUBLIC;
+
+-- One function per registered kind, user_service_kinds.<kind>(jsonb) (or
+-- (jsonb[])), whose body calls the handler: it makes DROP FUNCTION of the
+-- handler fail while the kind is registered (a dependency), and pg_dump
+-- dumps it after the handler.  The workers call the handler itself.
+CREATE SCHEMA user_service_kinds;
+COMMENT ON SCHEMA user_service_kinds IS
+    'a function per registered batch kind, calling its handler (what keeps the handler from being dropped)';
+REVOKE ALL ON SCHEMA user_service_kinds FROM PUBLIC;
+
+CREATE FUNCTION user_service.register_batch_kind(kind text, handler regprocedure,
+                                                 default_concurrency int DEFAULT NULL,
+                                                 secrets boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'register_batch_kind'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.register_batch_kind(text, regprocedure, int, boolean) IS
+    'make a function (jsonb -> jsonb, or jsonb[] -> jsonb[]) a batch kind; its owner or a superuser only';
+
+CREATE FUNCTION user_service.unregister_batch_kind(kind text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'unregister_batch_kind'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION user_service.unregister_batch_kind(text) IS
+    'remove a registered batch kind (its handler''s owner or a superuser; not while it has unfinished batches)';
+
+CREATE VIEW user_service.batch_kinds AS
+SELECT b.kind,
+       true AS builtin,
+       b.handler::pg_catalog.regprocedure AS handler,
+       pg_catalog.pg_get_userbyid(e.extowner) AS owner,
+       b.grouped,
+       NULL::int AS default_concurrency,
+       b.secrets
+  FROM (VALUES ('create_user', 'user_service.create_user(text,text,text)', false, true),
+               ('update_user', 'user_service.update_user(bigint,text,text)', false, false),
+               ('delete_user', 'user_service.delete_user(bigint)', true, false),
+               ('set_password', 'user_service.set_password(bigint,text)', false, true),
+               ('import_user', 'user_service.import_user(text,text,text)', true, true))
+       AS b(kind, handler, grouped, secrets),
+       pg_catalog.pg_extension e
+ WHERE e.extname OPERATOR(pg_catalog.=) 'user_service'
+UNION ALL
+SELECT k.kind,
+       false,
+       d.refobjid::pg_catalog.regprocedure,
+       pg_catalog.pg_get_userbyid(h.proowner),
+       k.grouped,
+       k.default_concurrency,
+       k.secrets
+  FROM user_service.registered_kinds k
+  LEFT JOIN pg_catalog.pg_proc w
+         ON w.proname OPERATOR(pg_catalog.=) k.kind
+        AND w.pronamespace OPERATOR(pg_catalog.=) 'user_service_kinds'::pg_catalog.regnamespace
+  LEFT JOIN pg_catalog.pg_depend d
+         ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+        AND d.objid OPERATOR(pg_catalog.=) w.oid
+        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+        AND d.deptype OPERATOR(pg_catalog.=) 'n'
+  LEFT JOIN pg_catalog.pg_proc h ON h.oid OPERATOR(pg_catalog.=) d.refobjid;
+COMMENT ON VIEW user_service.batch_kinds IS
+    'every batch kind: the built-in ones and those registered, with handler (NULL: dropped) and its owner';
+
+REVOKE ALL ON FUNCTION user_service.register_batch_kind(text, regprocedure, int, boolean),
+    user_service.unregister_batch_kind(text) FROM PUBLIC;
+REVOKE ALL ON user_service.batch_kinds FROM PUBLIC;
+COMMENT ON INDEX user_service.registered_kinds_pkey IS 'registered kinds by name';

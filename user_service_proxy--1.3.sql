@@ -376,13 +376,15 @@ AS $$
 $$;
 
 CREATE FUNCTION user_service_proxy.batch_part_results(handle bigint,
-    OUT item int, OUT status text, OUT user_id bigint, OUT sqlstate text, OUT error text)
+    OUT item int, OUT status text, OUT user_id bigint, OUT sqlstate text, OUT error text,
+    OUT result jsonb)
 RETURNS SETOF record
 LANGUAGE plproxy
 AS $$
     CLUSTER 'user_service_cluster';
     RUN ON ALL;
-    SELECT r.item, r.status, r.user_id, r.sqlstate, r.error FROM user_service.batch_part_results(handle) r;
+    SELECT r.item, r.status, r.user_id, r.sqlstate, r.error, r.result
+      FROM user_service.batch_part_results(handle) r;
 $$;
 
 CREATE FUNCTION user_service_proxy.wait_batch_part(handle bigint, timeout interval)
@@ -548,11 +550,11 @@ END
 $$;
 
 CREATE FUNCTION user_service_proxy.batch_results(batch_id bigint)
-RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text, result jsonb)
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY SELECT r.item, r.status, r.user_id, r.sqlstate, r.error
+    RETURN QUERY SELECT r.item, r.status, r.user_id, r.sqlstate, r.error, r.result
                    FROM user_service_proxy.batch_part_results(batch_id) r ORDER BY r.item;
     IF NOT FOUND THEN
         PERFORM user_service_proxy.batch_status(batch_id);   -- P0002 when there is none
@@ -890,7 +892,7 @@ COMMENT ON FUNCTION user_service.batch_status(bigint) IS
     'state and counts of a batch over all its shards; P0002 when there is none';
 
 CREATE FUNCTION user_service.batch_results(batch_id bigint)
-RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text, result jsonb)
 AS 'MODULE_PATHNAME', 'proxy_call'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION user_service.batch_results(bigint) IS

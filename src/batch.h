@@ -21,16 +21,33 @@
 /* batch_kinds.c */
 typedef struct UsKindSpec UsKindSpec;
 
+/*
+ * What applying an item gave: the user it concerned (built-in kinds) or
+ * the result its handler returned (registered kinds).
+ */
+typedef struct UsApplied
+{
+	int64		user_id;
+	bool		has_user_id;
+	Jsonb	   *result;
+} UsApplied;
+
 extern const UsKindSpec *us_kind_by_name(const char *name);
+extern const UsKindSpec *us_kind_of_batch(const char *name);
+extern bool us_kind_builtin(const char *name);
 extern const char *us_kind_name(const UsKindSpec *kind);
 extern bool us_kind_hashes(const UsKindSpec *kind);
+extern bool us_kind_registered(const UsKindSpec *kind);
+extern bool us_kind_secret_items(const UsKindSpec *kind);
+extern int32 us_kind_default_concurrency(const UsKindSpec *kind);
 extern void us_kind_check_privilege(const UsKindSpec *kind);
 extern void us_kind_check_schema(const UsKindSpec *kind);
 extern void us_kind_check_item(const UsKindSpec *kind, JsonbValue *item, int itemno);
-extern int64 us_kind_apply(const UsKindSpec *kind, Jsonb *payload);
+extern void us_kind_apply(const UsKindSpec *kind, Oid submitter, Jsonb *payload,
+						  UsApplied *out);
 extern bool us_kind_groups(const UsKindSpec *kind);
-extern void us_kind_apply_group(const UsKindSpec *kind, Jsonb **payloads, int n,
-								int64 *user_ids, bool *applied);
+extern void us_kind_apply_group(const UsKindSpec *kind, Oid submitter, Jsonb **payloads,
+								int n, UsApplied *out, bool *applied);
 
 /* batch_submit.c */
 extern int	user_service_default_concurrency;

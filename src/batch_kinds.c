@@ -20,19 +20,23 @@
 #include "access/table.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 
 #include "batch.h"
 #include "catalog.h"
 #include "foreign_hash.h"
+#include "kind_registry.h"
 #include "password.h"
 #include "user_ops.h"
 
@@ -74,6 +78,11 @@ struct UsKindSpec
 	UsKeySpec	keys[4];		/* ends with a NULL key */
 	UsApplyItem apply;
 	UsApplyGroup apply_group;	/* NULL: items one by one */
+
+	/* a registered kind (the fields above are zero but name) */
+	bool		registered;
+	bool		missing;		/* not registered (any more) */
+	UsRegisteredKind reg;
 };
 
 static int64 us_apply_create(Jsonb *payload);
@@ -114,6 +123,39 @@ static const UsKindSpec us_kinds[] = {
 	us_apply_import, us_apply_import_group},
 };
 
+/* The built-in kind called name, or NULL. */
+static const UsKindSpec *
+us_builtin_kind(const char *name)
+{
+	for (int k = 0; k < (int) lengthof(us_kinds); k++)
+		if (strcmp(us_kinds[k].name, name) == 0)
+			return &us_kinds[k];
+	return NULL;
+}
+
+/*
+ * us_kind_lookup
+ *		The built-in or registered kind called name; NULL when there is none
+ *		(a router has no registered kinds).
+ */
+static const UsKindSpec *
+us_kind_lookup(const char *name)
+{
+	UsKindSpec *kind;
+	UsRegisteredKind reg;
+
+	if (us_builtin_kind(name) != NULL)
+		return us_builtin_kind(name);
+	if (!OidIsValid(get_extension_oid("user_service", true)) ||
+		!us_registered_kind(name, &reg))
+		return NULL;
+	kind = palloc0(sizeof(UsKindSpec));
+	kind->name = pstrdup(name);
+	kind->registered = true;
+	kind->reg = reg;
+	return kind;
+}
+
 /*
  * us_kind_by_name
  *		The kind called name, or 22023.
@@ -121,14 +163,42 @@ static const UsKindSpec us_kinds[] = {
 const UsKindSpec *
 us_kind_by_name(const char *name)
 {
-	for (int k = 0; k < (int) lengthof(us_kinds); k++)
-		if (strcmp(us_kinds[k].name, name) == 0)
-			return &us_kinds[k];
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown batch kind \"%s\"", name),
-			 errhint("The kinds are create_user, update_user, delete_user, set_password and import_user.")));
-	pg_unreachable();
+	const UsKindSpec *kind = us_kind_lookup(name);
+
+	if (kind == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown batch kind \"%s\"", name),
+				 errhint("The built-in kinds are create_user, update_user, delete_user, set_password and import_user; user_service.batch_kinds lists them all.")));
+	return kind;
+}
+
+/*
+ * us_kind_of_batch
+ *		The kind of a stored batch.  One that is no longer registered (its
+ *		row deleted, or a restore without it) is a kind whose items fail,
+ *		not an error that would stop every claim.
+ */
+const UsKindSpec *
+us_kind_of_batch(const char *name)
+{
+	const UsKindSpec *kind = us_kind_lookup(name);
+	UsKindSpec *missing;
+
+	if (kind != NULL)
+		return kind;
+	missing = palloc0(sizeof(UsKindSpec));
+	missing->name = pstrdup(name);
+	missing->registered = true;
+	missing->missing = true;
+	return missing;
+}
+
+/* Is name the name of a built-in kind? */
+bool
+us_kind_builtin(const char *name)
+{
+	return us_builtin_kind(name) != NULL;
 }
 
 const char *
@@ -144,6 +214,30 @@ us_kind_hashes(const UsKindSpec *kind)
 	return kind->hashes;
 }
 
+/* Is it a registered kind (its items run as their submitter)? */
+bool
+us_kind_registered(const UsKindSpec *kind)
+{
+	return kind->registered;
+}
+
+/*
+ * Do its items carry secrets as a whole (a registered kind that says so:
+ * its items are scrubbed once finished)?
+ */
+bool
+us_kind_secret_items(const UsKindSpec *kind)
+{
+	return kind->registered && kind->reg.secrets;
+}
+
+/* The concurrency of a batch submitted without one: 0 for the setting's. */
+int32
+us_kind_default_concurrency(const UsKindSpec *kind)
+{
+	return kind->registered ? kind->reg.default_concurrency : 0;
+}
+
 /*
  * us_kind_check_privilege
  *		A batch of a kind does what the kind's API function does: submitting
@@ -156,6 +250,19 @@ us_kind_check_privilege(const UsKindSpec *kind)
 	Oid			funcoid;
 	AclResult	aclresult;
 
+	if (kind->registered)
+	{
+		/* a batch of a registered kind runs its handler */
+		Assert(!kind->missing);
+		if (!OidIsValid(kind->reg.handler))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("the handler of batch kind \"%s\" was dropped", kind->name)));
+		aclresult = pg_proc_aclcheck(kind->reg.handler, GetUserId(), ACL_EXECUTE);
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(kind->reg.handler));
+		return;
+	}
 	funcoid = LookupFuncName(list_make2(makeString("user_service"), makeString((char *) kind->func)),
 							 kind->nargs, kind->argtypes, false);
 	aclresult = pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE);
@@ -181,7 +288,7 @@ us_kind_check_schema(const UsKindSpec *kind)
 	int			major;
 	int			minor;
 
-	if (kind->since_major == 1 && kind->since_minor <= 1)
+	if (kind->registered || (kind->since_major == 1 && kind->since_minor <= 1))
 		return;					/* every version with batches has it */
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
@@ -268,6 +375,8 @@ us_kind_check_item(const UsKindSpec *kind, JsonbValue *item, int itemno)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("item %d is not a JSON object", itemno)));
+	if (kind->registered)
+		return;					/* any object: its handler judges it */
 
 	it = JsonbIteratorInit(item->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -342,30 +451,114 @@ us_kind_check_item(const UsKindSpec *kind, JsonbValue *item, int itemno)
  * ---------------------------------------------------------------------
  */
 
-int64
-us_kind_apply(const UsKindSpec *kind, Jsonb *payload)
+/*
+ * us_registered_apply
+ *		Run a registered kind's handler on n items as submitter: one call
+ *		with the item, or, for a grouped handler, one call with all of them,
+ *		which must give one result per item, in order.
+ */
+static void
+us_registered_apply(const UsKindSpec *kind, Oid submitter, Jsonb **payloads, int n,
+					UsApplied *out)
 {
-	return kind->apply(payload);
+	Datum		result;
+	bool		isnull;
+
+	if (kind->missing)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("batch kind \"%s\" is not registered", kind->name)));
+	if (!kind->reg.grouped)
+	{
+		Assert(n == 1);
+		result = us_call_handler(kind->name, kind->reg.handler, submitter,
+								 JsonbPGetDatum(payloads[0]), &isnull);
+		out[0].result = isnull ? NULL : DatumGetJsonbPCopy(result);
+		return;
+	}
+	else
+	{
+		Datum	   *items = palloc(sizeof(Datum) * n);
+		ArrayType  *results;
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			nelems;
+
+		for (int i = 0; i < n; i++)
+			items[i] = JsonbPGetDatum(payloads[i]);
+		result = us_call_handler(kind->name, kind->reg.handler, submitter,
+								 PointerGetDatum(construct_array(items, n, JSONBOID, -1, false,
+																 TYPALIGN_INT)),
+								 &isnull);
+		nelems = -1;
+		if (!isnull)
+		{
+			results = DatumGetArrayTypeP(result);
+			if (ARR_NDIM(results) <= 1)
+				deconstruct_array(results, JSONBOID, -1, false, TYPALIGN_INT,
+								  &elems, &elem_nulls, &nelems);
+		}
+		if (nelems != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg_plural("the handler of batch kind \"%s\" returned %d results for a group of %d item",
+								   "the handler of batch kind \"%s\" returned %d results for a group of %d items",
+								   n, kind->name, Max(nelems, 0), n),
+					 errdetail("A grouped handler returns an array with one result per item, in order.")));
+		for (int i = 0; i < n; i++)
+			out[i].result = elem_nulls[i] ? NULL : DatumGetJsonbPCopy(elems[i]);
+	}
+}
+
+/*
+ * us_kind_apply
+ *		Apply one item of a batch that submitter submitted: out gets its user
+ *		(built-in kinds) or its result (registered kinds).
+ */
+void
+us_kind_apply(const UsKindSpec *kind, Oid submitter, Jsonb *payload, UsApplied *out)
+{
+	if (kind->registered)
+	{
+		us_registered_apply(kind, submitter, &payload, 1, out);
+		return;
+	}
+	out->user_id = kind->apply(payload);
+	out->has_user_id = true;
 }
 
 /* Can the kind apply a group of items at once (us_kind_apply_group)? */
 bool
 us_kind_groups(const UsKindSpec *kind)
 {
-	return kind->apply_group != NULL;
+	return kind->apply_group != NULL || (kind->registered && kind->reg.grouped);
 }
 
 /*
  * us_kind_apply_group
  *		Apply a group of items at once: applied[i] says whether item i took
- *		effect, user_ids[i] its user.  Only for a kind that groups.
+ *		effect, out[i] what it gave.  Only for a kind that groups.
  */
 void
-us_kind_apply_group(const UsKindSpec *kind, Jsonb **payloads, int n,
-					int64 *user_ids, bool *applied)
+us_kind_apply_group(const UsKindSpec *kind, Oid submitter, Jsonb **payloads, int n,
+					UsApplied *out, bool *applied)
 {
-	Assert(kind->apply_group != NULL);
+	int64	   *user_ids;
+
+	Assert(us_kind_groups(kind));
+	if (kind->registered)
+	{
+		us_registered_apply(kind, submitter, payloads, n, out);
+		memset(applied, true, sizeof(bool) * n);
+		return;
+	}
+	user_ids = palloc(sizeof(int64) * n);
 	kind->apply_group(payloads, n, user_ids, applied);
+	for (int i = 0; i < n; i++)
+	{
+		out[i].user_id = user_ids[i];
+		out[i].has_user_id = applied[i];
+	}
 }
 
 /*

@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/itemptr.h"
@@ -51,7 +52,7 @@ static int	user_service_max_attempts = 3;
 #define US_BATCH_PAGE	16
 
 static UsStatement us_open_batches = {
-	"SELECT id, kind, concurrency, total FROM user_service.batch_jobs"
+	"SELECT id, kind, concurrency, total, submitted_by FROM user_service.batch_jobs"
 	" WHERE finished_at IS NULL AND cancelled_at IS NULL AND id > $1"
 	" ORDER BY id LIMIT $2",
 	2, {INT8OID, INT4OID}
@@ -76,6 +77,21 @@ static UsStatement us_claim_items = {
  * item of the batch for each item of the group.
  */
 static UsStatement us_record_items = {
+	"UPDATE user_service.batch_items i"
+	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
+	"       sqlstate = r.sqlstate, error = r.error, not_before = r.not_before,"
+	"       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,"
+	"       payload = COALESCE(r.payload, i.payload), result = r.result"
+	"  FROM unnest($1::tid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[],"
+	"              $7::jsonb[], $8::jsonb[])"
+	"       AS r(tid, status, user_id, sqlstate, error, not_before, payload, result)"
+	" WHERE i.ctid = ANY ($1) AND i.ctid = r.tid",
+	8, {TIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID, JSONBARRAYOID}
+};
+
+/* The same under a schema older than 1.3, whose items have no result. */
+static UsStatement us_record_items_12 = {
 	"UPDATE user_service.batch_items i"
 	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
 	"       sqlstate = r.sqlstate, error = r.error, not_before = r.not_before,"
@@ -251,6 +267,7 @@ typedef struct UsItemResult
 	char	   *error;
 	TimestampTz not_before;		/* retry time, when pending */
 	Jsonb	   *scrubbed;		/* the payload to keep, when it had secrets */
+	Jsonb	   *result;			/* what a registered kind's handler returned */
 } UsItemResult;
 
 /*
@@ -306,8 +323,9 @@ us_run_in_subxact(void (*fn) (void *), void *arg)
 typedef struct UsApplyArg
 {
 	const UsKindSpec *kind;
+	Oid			submitter;
 	Jsonb	   *payload;
-	int64		user_id;
+	UsApplied	out;
 } UsApplyArg;
 
 static void
@@ -315,7 +333,7 @@ us_apply_item_cb(void *arg)
 {
 	UsApplyArg *a = (UsApplyArg *) arg;
 
-	a->user_id = us_kind_apply(a->kind, a->payload);
+	us_kind_apply(a->kind, a->submitter, a->payload, &a->out);
 }
 
 /*
@@ -324,15 +342,17 @@ us_apply_item_cb(void *arg)
  *		back the item's effects alone, and the rest of the group goes on.
  */
 static void
-us_process_item(const UsKindSpec *kind, Jsonb *payload, int32 attempts, UsItemResult *r)
+us_process_item(const UsKindSpec *kind, Oid submitter, Jsonb *payload, int32 attempts,
+				UsItemResult *r)
 {
-	UsApplyArg	a = {kind, payload, 0};
+	UsApplyArg	a = {kind, submitter, payload, {0}};
 	ErrorData  *edata = us_run_in_subxact(us_apply_item_cb, &a);
 
 	if (edata == NULL)
 	{
-		r->user_id = a.user_id;
-		r->has_user_id = true;
+		r->user_id = a.out.user_id;
+		r->has_user_id = a.out.has_user_id;
+		r->result = a.out.result;
 		r->status = "succeeded";
 		return;
 	}
@@ -356,9 +376,10 @@ us_process_item(const UsKindSpec *kind, Jsonb *payload, int32 attempts, UsItemRe
 typedef struct UsGroupArg
 {
 	const UsKindSpec *kind;
+	Oid			submitter;
 	Jsonb	  **payloads;
 	int			n;
-	int64	   *user_ids;
+	UsApplied  *out;
 	bool	   *applied;
 } UsGroupArg;
 
@@ -367,7 +388,7 @@ us_apply_group_cb(void *arg)
 {
 	UsGroupArg *a = (UsGroupArg *) arg;
 
-	us_kind_apply_group(a->kind, a->payloads, a->n, a->user_ids, a->applied);
+	us_kind_apply_group(a->kind, a->submitter, a->payloads, a->n, a->out, a->applied);
 }
 
 /*
@@ -379,10 +400,11 @@ us_apply_group_cb(void *arg)
  *		error rolls the group back, and every item is then run one by one.
  */
 static void
-us_process_group_at_once(const UsKindSpec *kind, Jsonb **payloads,
+us_process_group_at_once(const UsKindSpec *kind, Oid submitter, Jsonb **payloads,
 						 const int32 *attempts, UsItemResult *res, int n)
 {
-	UsGroupArg	a = {kind, payloads, n, palloc(sizeof(int64) * n), palloc0(sizeof(bool) * n)};
+	UsGroupArg	a = {kind, submitter, payloads, n, palloc0(sizeof(UsApplied) * n),
+	palloc0(sizeof(bool) * n)};
 	ErrorData  *edata = us_run_in_subxact(us_apply_group_cb, &a);
 
 	if (edata != NULL)
@@ -395,12 +417,13 @@ us_process_group_at_once(const UsKindSpec *kind, Jsonb **payloads,
 		if (a.applied[i])
 		{
 			res[i].status = "succeeded";
-			res[i].user_id = a.user_ids[i];
-			res[i].has_user_id = true;
+			res[i].user_id = a.out[i].user_id;
+			res[i].has_user_id = a.out[i].has_user_id;
+			res[i].result = a.out[i].result;
 			continue;
 		}
 		CHECK_FOR_INTERRUPTS();
-		us_process_item(kind, payloads[i], attempts[i], &res[i]);
+		us_process_item(kind, submitter, payloads[i], attempts[i], &res[i]);
 	}
 }
 
@@ -423,11 +446,13 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 	bool	   *nb_nulls = palloc(sizeof(bool) * n);
 	Datum	   *scrubbed = palloc(sizeof(Datum) * n);
 	bool	   *scrubbed_nulls = palloc(sizeof(bool) * n);
+	Datum	   *results = palloc(sizeof(Datum) * n);
+	bool	   *result_nulls = palloc(sizeof(bool) * n);
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	int32		succeeded = 0;
 	int32		failed = 0;
-	Datum		args[7];
+	Datum		args[8];
 
 	for (int i = 0; i < n; i++)
 	{
@@ -435,6 +460,8 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 
 		scrubbed[i] = JsonbPGetDatum(res[i].scrubbed);
 		scrubbed_nulls[i] = res[i].scrubbed == NULL;
+		results[i] = JsonbPGetDatum(res[i].result);
+		result_nulls[i] = res[i].result == NULL;
 
 		tids[i] = PointerGetDatum(&res[i].tid);
 		status[i] = CStringGetTextDatum(res[i].status);
@@ -465,7 +492,10 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 												 TYPALIGN_DOUBLE));
 	args[6] = PointerGetDatum(construct_md_array(scrubbed, scrubbed_nulls, 1, dims, lbs,
 												 JSONBOID, -1, false, TYPALIGN_INT));
-	us_spi_run(&us_record_items, args, NULL, false, 0);
+	args[7] = PointerGetDatum(construct_md_array(results, result_nulls, 1, dims, lbs,
+												 JSONBOID, -1, false, TYPALIGN_INT));
+	us_spi_run(OidIsValid(us_catalog()->registered_kinds_relid) ?
+			   &us_record_items : &us_record_items_12, args, NULL, false, 0);
 
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int32GetDatum(succeeded);
@@ -484,14 +514,18 @@ static int64 us_last_batch = 0;
 /*
  * us_scrubbed_payload
  *		A finished item's payload without its password (and imported hash),
- *		or NULL when it has neither (it is kept as it is).  Computed here
- *		from the copy that us_forget_claimed zeroes, so that the statement
+ *		or NULL when it has neither (it is kept as it is); an empty object
+ *		for a registered kind whose items are secrets.  Computed here from
+ *		the copy that us_forget_claimed zeroes, so that the statement
  *		recording the results never reads the old payload.
  */
 static Jsonb *
-us_scrubbed_payload(Jsonb *payload)
+us_scrubbed_payload(const UsKindSpec *kind, Jsonb *payload)
 {
 	Datum		keys[2];
+
+	if (us_kind_secret_items(kind))
+		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 
 	if (getKeyJsonValueFromContainer(&payload->root, "password", 8, NULL) == NULL &&
 		getKeyJsonValueFromContainer(&payload->root, "password_hash", 13, NULL) == NULL)
@@ -534,9 +568,10 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 {
 	bool		isnull;
 	int64		batch_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-	const UsKindSpec *kind = us_kind_by_name(TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
+	const UsKindSpec *kind = us_kind_of_batch(TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
 	int32		concurrency = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
 	int32		total = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
+	Oid			submitter = DatumGetObjectId(SPI_getbinval(row, desc, 5, &isnull));
 	int			want = us_kind_hashes(kind) ? 1 : Min(max_items, US_GROUP_MAX);
 	uint32		slot;
 	UsItemResult *res;
@@ -545,6 +580,21 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	Jsonb	  **payloads;
 	SPITupleTable *claimed;
 	int			n;
+	Oid			temp_nsp;
+	Oid			temp_toast_nsp;
+
+	/*
+	 * A registered kind's items run their submitter's code, with pg_temp on
+	 * the search_path (it cannot be left out): a session with temporary
+	 * objects, which could capture the handler's unqualified names, leaves
+	 * them to the workers and other sessions.
+	 */
+	GetTempNamespaceState(&temp_nsp, &temp_toast_nsp);
+	if (us_kind_registered(kind) && OidIsValid(temp_nsp))
+	{
+		*work_deferred = true;
+		return 0;
+	}
 
 	/*
 	 * A group holds one slot: concurrency bounds the transactions working
@@ -593,18 +643,18 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	PG_TRY();
 	{
 		if (n > 1 && us_kind_groups(kind))
-			us_process_group_at_once(kind, payloads, attempts, res, n);
+			us_process_group_at_once(kind, submitter, payloads, attempts, res, n);
 		else
 		{
 			for (int i = 0; i < n; i++)
 			{
 				CHECK_FOR_INTERRUPTS();
-				us_process_item(kind, payloads[i], attempts[i], &res[i]);
+				us_process_item(kind, submitter, payloads[i], attempts[i], &res[i]);
 			}
 		}
 		for (int i = 0; i < n; i++)
 			if (strcmp(res[i].status, "pending") != 0)
-				res[i].scrubbed = us_scrubbed_payload(payloads[i]);
+				res[i].scrubbed = us_scrubbed_payload(kind, payloads[i]);
 		us_record_results(batch_id, res, n);
 	}
 	PG_FINALLY();

@@ -65,7 +65,7 @@ us_batch_submit_init(void)
  * Columns of user_service.batch_items (fixed by the install scripts), and
  * how many items go to the table at a time.
  */
-#define Natts_batch_items			10
+#define Natts_batch_items			11
 #define Anum_batch_items_batch_id	1
 #define Anum_batch_items_item		2
 #define Anum_batch_items_status		3
@@ -291,7 +291,8 @@ us_batch_check(const char *kind_name, Jsonb *items, bool has_concurrency,
 	if (schema)
 		us_kind_check_schema(kind);
 	if (!has_concurrency)
-		*concurrency = user_service_default_concurrency;
+		*concurrency = us_kind_default_concurrency(kind) > 0 ?
+			us_kind_default_concurrency(kind) : user_service_default_concurrency;
 	if (*concurrency < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

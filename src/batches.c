@@ -25,6 +25,7 @@
 
 #include "batch.h"
 #include "catalog.h"
+#include "kind_registry.h"
 #include "redact.h"
 #include "slots.h"
 
@@ -36,6 +37,8 @@ PG_FUNCTION_INFO_V1(wait_batch);
 PG_FUNCTION_INFO_V1(process_batches);
 PG_FUNCTION_INFO_V1(running_items);
 PG_FUNCTION_INFO_V1(worker_info);
+PG_FUNCTION_INFO_V1(register_batch_kind);
+PG_FUNCTION_INFO_V1(unregister_batch_kind);
 
 /*
  * GUC variable, named after its GUC: the longest one wait_batch call
@@ -82,6 +85,13 @@ static UsStatement us_batch_done = {
 };
 
 static UsStatement us_select_results = {
+	"SELECT item, status, user_id, sqlstate, error, result FROM user_service.batch_items"
+	" WHERE batch_id = $1 ORDER BY item",
+	1, {INT8OID}
+};
+
+/* The same under a schema older than 1.3, whose items have no result. */
+static UsStatement us_select_results_12 = {
 	"SELECT item, status, user_id, sqlstate, error FROM user_service.batch_items"
 	" WHERE batch_id = $1 ORDER BY item",
 	1, {INT8OID}
@@ -90,7 +100,9 @@ static UsStatement us_select_results = {
 static UsStatement us_cancel = {
 	"WITH c AS ("
 	"  UPDATE user_service.batch_items"
-	"     SET status = 'cancelled', payload = payload - '{password,password_hash}'::text[],"
+	"     SET status = 'cancelled',"
+	"         payload = CASE WHEN $2 THEN '{}'::jsonb"
+	"                        ELSE payload - '{password,password_hash}'::text[] END,"
 	"         finished_at = now()"
 	"   WHERE batch_id = $1 AND status = 'pending' RETURNING 1),"
 	" n AS (SELECT count(*)::int4 AS n FROM c),"
@@ -99,6 +111,11 @@ static UsStatement us_cancel = {
 	" UPDATE user_service.batch_jobs b"
 	"    SET cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END"
 	"   FROM n WHERE b.id = $1 RETURNING n.n",
+	2, {INT8OID, BOOLOID}
+};
+
+static UsStatement us_batch_kind = {
+	"SELECT kind FROM user_service.batch_jobs WHERE id = $1",
 	1, {INT8OID}
 };
 
@@ -237,7 +254,8 @@ us_check_batch_access(Oid caller, Oid submitter, int64 batch_id)
 
 /*
  * batch_results(batch_id bigint)
- *		RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text)
+ *		RETURNS TABLE (item int, status text, user_id bigint, sqlstate text, error text,
+ *					   result jsonb)
  *
  * Pending items that a worker is processing right now show as 'running'.
  */
@@ -250,11 +268,16 @@ batch_results(PG_FUNCTION_ARGS)
 	Datum		args[1];
 	Datum		running;
 	Portal		portal;
+	int			ncols;
 
 	us_arg_not_null(fcinfo, 0, "batch_id");
 	batch_id = PG_GETARG_INT64(0);
 	InitMaterializedSRF(fcinfo, 0);
 	running = CStringGetTextDatum("running");
+	/* 6 columns from 1.3 on (result), 5 before */
+	ncols = rsinfo->setDesc->natts;
+	if (ncols != 5 && ncols != 6)
+		elog(ERROR, "batch_results returns %d columns", ncols);
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
@@ -265,7 +288,8 @@ batch_results(PG_FUNCTION_ARGS)
 	 * memory and the rest on disk: a batch of millions of items costs no
 	 * more memory than a small one.
 	 */
-	portal = us_spi_cursor(&us_select_results, args, NULL, false);
+	portal = us_spi_cursor(ncols == 6 ? &us_select_results : &us_select_results_12,
+						   args, NULL, false);
 	for (;;)
 	{
 		SPI_cursor_fetch(portal, true, US_RESULTS_PAGE);
@@ -273,11 +297,11 @@ batch_results(PG_FUNCTION_ARGS)
 			break;
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
-			Datum		values[5];
-			bool		nulls[5];
+			Datum		values[6];
+			bool		nulls[6];
 			text	   *status;
 
-			for (int c = 0; c < 5; c++)
+			for (int c = 0; c < ncols; c++)
 				values[c] = us_spi_value(r, c + 1, &nulls[c]);
 			status = DatumGetTextPP(values[1]);
 			if (VARSIZE_ANY_EXHDR(status) == strlen("pending") &&
@@ -306,7 +330,7 @@ cancel_batch(PG_FUNCTION_ARGS)
 {
 	int64		batch_id;
 	UsSavedUser saved;
-	Datum		args[1];
+	Datum		args[2];
 	bool		isnull;
 	int32		n;
 
@@ -316,6 +340,10 @@ cancel_batch(PG_FUNCTION_ARGS)
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
 	us_check_batch_access(saved.userid, us_batch_submitter(batch_id, false), batch_id);
+	/* the items of a kind whose items are secrets keep nothing */
+	us_spi_run(&us_batch_kind, args, NULL, false, 0);
+	args[1] = BoolGetDatum(SPI_processed > 0 &&
+						   us_kind_secret_items(us_kind_of_batch(TextDatumGetCString(us_spi_value(0, 1, &isnull)))));
 	us_spi_run(&us_cancel, args, NULL, false, 0);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
@@ -560,4 +588,69 @@ worker_info(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * us_kind_name_arg
+ *		The kind argument of (un)register_batch_kind: 22004 when NULL, 22023
+ *		when it is not a kind's name.
+ */
+static char *
+us_kind_name_arg(FunctionCallInfo fcinfo)
+{
+	char	   *kind;
+	size_t		len;
+
+	us_arg_not_null(fcinfo, 0, "kind");
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	len = strlen(kind);
+	if (len == 0 || len > 48 || !(kind[0] >= 'a' && kind[0] <= 'z') ||
+		strspn(kind, "abcdefghijklmnopqrstuvwxyz0123456789_") != len)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid batch kind name"),
+				 errdetail("A kind's name is a lower-case letter followed by at most 47 lower-case letters, digits and underscores.")));
+	return kind;
+}
+
+/*
+ * register_batch_kind(kind text, handler regprocedure,
+ *					   default_concurrency int DEFAULT NULL,
+ *					   secrets boolean DEFAULT false) RETURNS void
+ *		Make a function a batch kind (kind_registry.c).
+ */
+Datum
+register_batch_kind(PG_FUNCTION_ARGS)
+{
+	char	   *kind = us_kind_name_arg(fcinfo);
+	int32		default_concurrency = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+
+	us_arg_not_null(fcinfo, 1, "handler");
+	us_arg_not_null(fcinfo, 3, "secrets");
+	if (us_kind_builtin(kind))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("batch kind \"%s\" is built in", kind)));
+	if (!PG_ARGISNULL(2) && default_concurrency < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("default_concurrency must be at least 1")));
+	us_register_kind(kind, PG_GETARG_OID(1), default_concurrency, PG_GETARG_BOOL(3));
+	PG_RETURN_VOID();
+}
+
+/*
+ * unregister_batch_kind(kind text) RETURNS void
+ */
+Datum
+unregister_batch_kind(PG_FUNCTION_ARGS)
+{
+	char	   *kind = us_kind_name_arg(fcinfo);
+
+	if (us_kind_builtin(kind))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch kind \"%s\" is built in", kind)));
+	us_unregister_kind(kind);
+	PG_RETURN_VOID();
 }

@@ -28,6 +28,7 @@ typedef struct UsCatalog
 	Oid			shard_config_relid; /* InvalidOid before 1.3 */
 	Oid			email_claims_relid; /* InvalidOid before 1.3 */
 	Oid			email_claims_pkey_relid;
+	Oid			registered_kinds_relid; /* InvalidOid before 1.3 */
 	Oid			user_info_typid;
 	Oid			owner;			/* owner of user_service.users */
 } UsCatalog;

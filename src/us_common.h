@@ -16,6 +16,8 @@
  *						which reach the shards through PL/Proxy
  *	 batch_kinds.c batch_submit.c batch_run.c batch_housekeeping.c
  *						the batch engine (batch.h)
+ *	 kind_registry.c	batch kinds registered by users, and calling their
+ *						handlers as the submitter (kind_registry.h)
  *	 user_ops.c validation.c user_count.c
  *						operations on users (user_ops.h)
  *	 shard.c			the database's place among shards (shard.h)
