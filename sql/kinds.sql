@@ -197,6 +197,7 @@ SELECT item, attempts FROM user_service.batch_items WHERE batch_id = :b;
 SELECT item, attempts FROM user_service.batch_items WHERE batch_id = :b - 1 ORDER BY item;
 
 -- A grouped handler that returns the wrong number of results fails its items
+-- (concurrency 1: one group of three, then each alone)
 SET ROLE regress_us_low;
 CREATE FUNCTION regress_low.short(items jsonb[]) RETURNS jsonb[]
 LANGUAGE sql AS $$ SELECT ARRAY['{}'::jsonb, '{}'::jsonb] $$;
@@ -204,7 +205,7 @@ CREATE FUNCTION regress_low.nothing(item jsonb) RETURNS jsonb
 LANGUAGE sql AS $$ SELECT NULL::jsonb $$;
 SELECT user_service.register_batch_kind('short', 'regress_low.short(jsonb[])');
 SELECT user_service.register_batch_kind('nothing', 'regress_low.nothing(jsonb)');
-SELECT user_service.submit_batch('short', '[{"a": 1}, {"a": 2}, {"a": 3}]') AS b \gset
+SELECT user_service.submit_batch('short', '[{"a": 1}, {"a": 2}, {"a": 3}]', 1) AS b \gset
 SELECT * FROM pg_temp.results(:b);
 -- a NULL result is a success without a result
 SELECT user_service.submit_batch('nothing', '[{"a": 1}]') AS b \gset
@@ -248,7 +249,7 @@ SELECT user_service.unregister_batch_kind('short');
 SELECT pg_temp.try($$SELECT user_service.submit_batch('short', '[{}]')$$);
 RESET ROLE;
 SELECT p.oid::regprocedure AS kind_functions FROM pg_proc p
- WHERE p.pronamespace = 'user_service_kinds'::regnamespace ORDER BY 1::text;
+ WHERE p.pronamespace = 'user_service_kinds'::regnamespace ORDER BY p.proname;
 
 SET client_min_messages = warning;
 DROP SCHEMA regress_low CASCADE;

@@ -83,6 +83,7 @@ struct UsKindSpec
 	bool		registered;
 	bool		missing;		/* not registered (any more) */
 	UsRegisteredKind reg;
+	FmgrInfo   *flinfo;			/* its handler's, for the group's calls */
 };
 
 static int64 us_apply_create(Jsonb *payload);
@@ -153,6 +154,7 @@ us_kind_lookup(const char *name)
 	kind->name = pstrdup(name);
 	kind->registered = true;
 	kind->reg = reg;
+	kind->flinfo = palloc0(sizeof(FmgrInfo));
 	return kind;
 }
 
@@ -453,9 +455,9 @@ us_kind_check_item(const UsKindSpec *kind, JsonbValue *item, int itemno)
 
 /*
  * us_registered_apply
- *		Run a registered kind's handler on n items as submitter: one call
- *		with the item, or, for a grouped handler, one call with all of them,
- *		which must give one result per item, in order.
+ *		Run a registered kind's handler on n items as submitter: a call per
+ *		item, or, for a grouped handler, one call with all of them, which
+ *		must give one result per item, in order.
  */
 static void
 us_registered_apply(const UsKindSpec *kind, Oid submitter, Jsonb **payloads, int n,
@@ -470,10 +472,13 @@ us_registered_apply(const UsKindSpec *kind, Oid submitter, Jsonb **payloads, int
 				 errmsg("batch kind \"%s\" is not registered", kind->name)));
 	if (!kind->reg.grouped)
 	{
-		Assert(n == 1);
-		result = us_call_handler(kind->name, kind->reg.handler, submitter,
-								 JsonbPGetDatum(payloads[0]), &isnull);
-		out[0].result = isnull ? NULL : DatumGetJsonbPCopy(result);
+		for (int i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			result = us_call_handler(kind->name, kind->reg.handler, kind->flinfo,
+									 submitter, JsonbPGetDatum(payloads[i]), &isnull);
+			out[i].result = isnull ? NULL : DatumGetJsonbPCopy(result);
+		}
 		return;
 	}
 	else
@@ -486,7 +491,8 @@ us_registered_apply(const UsKindSpec *kind, Oid submitter, Jsonb **payloads, int
 
 		for (int i = 0; i < n; i++)
 			items[i] = JsonbPGetDatum(payloads[i]);
-		result = us_call_handler(kind->name, kind->reg.handler, submitter,
+		result = us_call_handler(kind->name, kind->reg.handler, kind->flinfo,
+								 submitter,
 								 PointerGetDatum(construct_array(items, n, JSONBOID, -1, false,
 																 TYPALIGN_INT)),
 								 &isnull);
@@ -527,11 +533,17 @@ us_kind_apply(const UsKindSpec *kind, Oid submitter, Jsonb *payload, UsApplied *
 	out->has_user_id = true;
 }
 
-/* Can the kind apply a group of items at once (us_kind_apply_group)? */
+/*
+ * Can the kind apply a group of items at once (us_kind_apply_group)?  A
+ * registered kind always can: a handler of one item is called for each item
+ * of the group in one subtransaction (its language's cache, a SQL
+ * function's plan, then serves the whole group), and when one fails the
+ * group is rolled back and its items run one by one.
+ */
 bool
 us_kind_groups(const UsKindSpec *kind)
 {
-	return kind->apply_group != NULL || (kind->registered && kind->reg.grouped);
+	return kind->apply_group != NULL || kind->registered;
 }
 
 /*

@@ -238,13 +238,16 @@ us_unregister_kind(const char *kind)
  *		submitter, in a security-restricted operation with search_path
  *		pg_catalog, pg_temp, and return its result.  An error (of the handler,
  *		or 42501 when the submitter may no longer execute it) is thrown: the
- *		caller's subtransaction restores the user and the settings.
+ *		caller's subtransaction restores the user and the settings.  flinfo
+ *		is the caller's, zeroed before the first call: calls with the same
+ *		one keep what the handler's language caches between calls (a SQL
+ *		function's plan, within one subtransaction).
  */
 Datum
-us_call_handler(const char *kind, Oid handler, Oid submitter, Datum arg, bool *isnull)
+us_call_handler(const char *kind, Oid handler, FmgrInfo *flinfo, Oid submitter, Datum arg,
+				bool *isnull)
 {
 	LOCAL_FCINFO(fcinfo, 1);
-	FmgrInfo	flinfo;
 	Oid			save_userid;
 	int			save_sec;
 	int			nestlevel;
@@ -271,8 +274,9 @@ us_call_handler(const char *kind, Oid handler, Oid submitter, Datum arg, bool *i
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
-	fmgr_info(handler, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	if (flinfo->fn_oid != handler)
+		fmgr_info(handler, flinfo);
+	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = arg;
 	fcinfo->args[0].isnull = false;
 	result = FunctionCallInvoke(fcinfo);

@@ -23,7 +23,7 @@ extern bool us_registered_kind(const char *kind, UsRegisteredKind *out);
 extern void us_register_kind(const char *kind, Oid handler, int32 default_concurrency,
 							 bool secrets);
 extern void us_unregister_kind(const char *kind);
-extern Datum us_call_handler(const char *kind, Oid handler, Oid submitter, Datum arg,
-							 bool *isnull);
+extern Datum us_call_handler(const char *kind, Oid handler, FmgrInfo *flinfo, Oid submitter,
+							 Datum arg, bool *isnull);
 
 #endif							/* US_KIND_REGISTRY_H */

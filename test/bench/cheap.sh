@@ -10,8 +10,15 @@
 #
 #   bash test/bench/cheap.sh
 #
+# Registered kinds (issue 17): a kind whose handler does one DELETE per item,
+# and its grouped form (one DELETE per group), against the built-in
+# delete_user kind and against a plain job queue (a table, two sessions
+# claiming one job per transaction with FOR UPDATE SKIP LOCKED, the way
+# queue libraries do, committing as the workers do), at the default settings.
+#
 # BENCH_RUNS (5) runs per figure, BENCH_SIZES ("50000 500000") batch sizes,
-# BENCH_IMPORT (1000000) users imported.
+# BENCH_IMPORT (1000000) users imported (0: none), BENCH_KIND_SIZE (50000)
+# items of the registered-kind rows (0: none).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$here/test/common.sh"
@@ -19,6 +26,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RUNS=${BENCH_RUNS:-5}
 SIZES=${BENCH_SIZES:-"50000 500000"}
 IMPORT=${BENCH_IMPORT:-1000000}
+KIND_SIZE=${BENCH_KIND_SIZE:-50000}
 port=${BENCH_PORT:-54341}
 
 ensure_packages
@@ -57,17 +65,19 @@ $$;
 SQL
 
 next_id=1
-# batch_seconds N CONCURRENCY: seconds from submit_batch to wait_batch's true
-# for a delete_user batch of N fresh users (the items built beforehand)
+# batch_seconds N CONCURRENCY [KIND]: seconds from submit_batch to
+# wait_batch's true for a batch of KIND (delete_user) deleting N fresh users
+# (the items built beforehand); CONCURRENCY "default" submits without one.
 batch_seconds() {
-    local n=$1 conc=$2 first=$next_id b t0 t1
+    local n=$1 conc=$2 kind=${3:-delete_user} first=$next_id b t0 t1
     next_id=$((next_id + n))
+    [ "$conc" = default ] && conc=NULL
     psql -c "CALL bench_users($first, $n)" -c "VACUUM ANALYZE user_service.users" \
         -c "DROP TABLE IF EXISTS bench_items" \
         -c "CREATE TABLE bench_items AS SELECT jsonb_agg(jsonb_build_object('id', i)) AS items
               FROM generate_series($first, $first + $n - 1) i"
     t0=$(date +%s.%N)
-    b=$(psql -c "SELECT user_service.submit_batch('delete_user', items, $conc) FROM bench_items")
+    b=$(psql -c "SELECT user_service.submit_batch('$kind', items, $conc) FROM bench_items")
     psql -c "SELECT user_service.wait_batch($b, '30 minutes')" >/dev/null
     t1=$(date +%s.%N)
     [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$n" ] || { echo "batch $b incomplete" >&2; exit 1; }
@@ -98,6 +108,89 @@ for n in $SIZES; do
             "$(awk -v n="$n" -v s="$b" 'BEGIN { print n / s }')" "$(awk -v o="$o" -v b="$b" 'BEGIN { print b / o }')"
     done
 done
+
+# Registered kinds, at the default settings.
+if [ "$KIND_SIZE" -gt 0 ]; then
+    psql <<'SQL'
+-- one DELETE per item; a group of items as one DELETE, results in order
+CREATE FUNCTION bench_delete_one(item jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    DELETE FROM user_service.users WHERE id = (item->>'id')::bigint
+    RETURNING jsonb_build_object('deleted', id)
+$$;
+CREATE FUNCTION bench_delete_many(items jsonb[]) RETURNS jsonb[] LANGUAGE sql AS $$
+    WITH d AS (DELETE FROM user_service.users u
+                USING unnest(items) WITH ORDINALITY AS i(item, n)
+                WHERE u.id = (i.item->>'id')::bigint
+            RETURNING i.n, u.id)
+    SELECT array_agg(CASE WHEN d.id IS NOT NULL THEN jsonb_build_object('deleted', d.id) END
+                     ORDER BY i.n)
+      FROM unnest(items) WITH ORDINALITY AS i(item, n) LEFT JOIN d ON d.n = i.n
+$$;
+SELECT user_service.register_batch_kind('bench_delete_one', 'bench_delete_one(jsonb)');
+SELECT user_service.register_batch_kind('bench_delete_many', 'bench_delete_many(jsonb[])');
+-- the plain queue: a job per row, claimed one per transaction
+CREATE TABLE bench_jobs (id bigserial PRIMARY KEY, user_id bigint NOT NULL,
+                         done boolean NOT NULL DEFAULT false);
+CREATE INDEX ON bench_jobs (id) WHERE NOT done;
+CREATE PROCEDURE bench_queue_worker() LANGUAGE plpgsql AS $$
+DECLARE
+    j record;
+BEGIN
+    LOOP
+        SELECT id, user_id INTO j FROM bench_jobs WHERE NOT done
+         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
+        DELETE FROM user_service.users WHERE id = j.user_id;
+        UPDATE bench_jobs SET done = true WHERE id = j.id;
+        COMMIT;
+    END LOOP;
+END $$;
+SQL
+    # queue_seconds N: enqueue N jobs, two sessions work them off
+    queue_seconds() {
+        local n=$1 first=$next_id t0 t1 p1 p2
+        next_id=$((next_id + n))
+        psql -c "CALL bench_users($first, $n)" -c "VACUUM ANALYZE user_service.users" \
+            -c "TRUNCATE bench_jobs"
+        t0=$(date +%s.%N)
+        psql -c "INSERT INTO bench_jobs (user_id) SELECT i FROM generate_series($first, $first + $n - 1) i"
+        # (the workers' commit setting: a job's effect and its completion
+        # commit together here too, so an unflushed commit loses nothing)
+        psql -c "SET synchronous_commit = off" -c "CALL bench_queue_worker()" & p1=$!
+        psql -c "SET synchronous_commit = off" -c "CALL bench_queue_worker()" & p2=$!
+        wait "$p1" "$p2"
+        t1=$(date +%s.%N)
+        [ "$(psql -c "SELECT count(*) FROM user_service.users WHERE id BETWEEN $first AND $first + $n - 1")" = 0 ] ||
+            { echo "queue left users behind" >&2; exit 1; }
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+    }
+    builtin=() one=() many=() queue=() bulk=()
+    for _ in $(seq "$RUNS"); do
+        builtin+=("$(batch_seconds "$KIND_SIZE" default delete_user)")
+        one+=("$(batch_seconds "$KIND_SIZE" default bench_delete_one)")
+        many+=("$(batch_seconds "$KIND_SIZE" default bench_delete_many)")
+        queue+=("$(queue_seconds "$KIND_SIZE")")
+        bulk+=("$(bulk_seconds "$KIND_SIZE")")
+    done
+    rate() { awk -v n="$KIND_SIZE" -v s="$(printf '%s\n' "$@" | median)" 'BEGIN { printf "%.0f", n / s }'; }
+    b_rate=$(rate "${builtin[@]}") q_rate=$(rate "${queue[@]}") f_rate=$(rate "${bulk[@]}")
+    echo
+    printf '| %s | %s | %s | %s | %s |\n' "registered kinds, $KIND_SIZE items, default settings" 'items/s' \
+        'vs built-in delete_user' 'vs SKIP LOCKED queue' 'vs bulk DELETE'
+    printf '|---|---|---|---|---|\n'
+    for row in "built-in delete_user:$b_rate" "registered, one DELETE per item:$(rate "${one[@]}")" \
+               "registered, grouped (one DELETE per group):$(rate "${many[@]}")" \
+               "plain queue, 2 sessions, FOR UPDATE SKIP LOCKED, a job per transaction:$q_rate"; do
+        r=${row##*:}
+        printf '| %s | %s | %.2f | %.2f | %.2f |\n' "${row%:*}" "$r" \
+            "$(awk -v a="$r" -v b="$b_rate" 'BEGIN { print a / b }')" \
+            "$(awk -v a="$r" -v b="$q_rate" 'BEGIN { print a / b }')" \
+            "$(awk -v a="$r" -v b="$f_rate" 'BEGIN { print a / b }')"
+    done
+    printf '| bulk DELETE of the same number of users | %s | | | 1.00 |\n' "$f_rate"
+fi
+
+[ "$IMPORT" -gt 0 ] || exit 0
 
 # Importing: IMPORT users with bcrypt and PBKDF2 hashes (no hashing happens:
 # each hash is checked, then stored), one import_user batch at the default

@@ -127,5 +127,33 @@ is( $node->safe_psql(
 	"1\nsucceeded|app",
 	'a batch of it runs on the restored database');
 
+# The README's example of a registered kind, as written, in a fresh database
+# that has users and app.logins: the batch (number 1 there) gives each user
+# its summary row and its result.
+my $top = "$FindBin::RealBin/../..";
+my ($example) = ("\n" . slurp_file("$top/README.md")) =~
+  /\n### Any SQL function as a batch kind\n.*?```sql\n(.*?)```/s;
+ok(defined $example, 'the README has the example of a registered kind');
+$node->safe_psql('postgres', 'CREATE DATABASE readme');
+$node->safe_psql(
+	'readme', q{
+	CREATE EXTENSION user_service;
+	INSERT INTO user_service.users (name, email, password_hash)
+	SELECT 'U' || i, 'u' || i || '@example.com', 'not a hash' FROM generate_series(1, 3) i;
+	CREATE SCHEMA app;
+	CREATE TABLE app.logins (user_id bigint, at timestamptz);
+	INSERT INTO app.logins SELECT u.id, now() FROM user_service.users u, generate_series(1, u.id::int)});
+my ($rc, $out, $err) = $node->psql('readme', $example . "\nSELECT user_service.process_batches();\n",
+	extra_params => [ '-v', 'ON_ERROR_STOP=1' ]);
+is($rc, 0, 'it runs in psql without an error') or diag($err);
+is( $node->safe_psql(
+		'readme', q{
+		SELECT string_agg(r.status || ' ' || r.result::text, ', ' ORDER BY r.item)
+		  FROM user_service.batch_results(1) r}),
+	'succeeded {"logins": 1}, succeeded {"logins": 2}, succeeded {"logins": 3}',
+	'its batch rebuilt each user\'s summary');
+is($node->safe_psql('readme', 'SELECT count(*), sum(logins) FROM app.login_summary'),
+	'3|6', 'one summary row per user');
+
 $node->stop;
 done_testing();
