@@ -71,7 +71,7 @@ q() {
 		-v target="$TARGET" -v publisher="$PUBLISHER" -d "$conn" "$@"
 }
 
-now_ms() { date +%s%3N; }
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 say() { printf '%s: %s\n' "$step" "$*"; }
 die() { printf '%s: ERROR: %s\n' "$step" "$*" >&2; exit 1; }
 took() { say "$1: $(($(now_ms) - $2)) ms"; }
@@ -80,7 +80,7 @@ took() { say "$1: $(($(now_ms) - $2)) ms"; }
 # so that a statement in the pause costs a round trip, not a new process
 # and connection.  open_session NAME CONN; in_session NAME SQL runs SQL
 # (statements; the last one's rows are printed, without its semicolon) and
-# waits for it.
+# waits for it: psql writes a row into a FIFO that this script reads.
 declare -A SESSION_FD SESSION_PID
 SESSION_N=0
 open_session() {
@@ -94,12 +94,24 @@ open_session() {
 }
 in_session() {
 	local n=$((SESSION_N += 1))
+	[ -p "$tmp/$n.done" ] || mkfifo "$tmp/$n.done"
 	printf '%s \\g %s\nSELECT 1 \\g %s\n' "$2" "$tmp/$n.rows" "$tmp/$n.done" >&"${SESSION_FD[$1]}"
-	while [ ! -e "$tmp/$n.done" ]; do
-		kill -0 "${SESSION_PID[$1]}" 2>/dev/null || die "$(cat "$tmp/$1.log")"
-		sleep 0.001
+	signalled "$tmp/$n.done" "${SESSION_PID[$1]}" >/dev/null || die "$(<"$tmp/$1.log")"
+	[ ! -e "$tmp/$n.rows" ] || echo "$(<"$tmp/$n.rows")"
+}
+# signalled FIFO PID: print the line psql process PID writes into FIFO;
+# false when PID ends without writing one.
+signalled() {
+	local fd line
+	exec {fd}<>"$1"
+	until read -r -t 1 -u "$fd" line; do
+		if ! kill -0 "$2" 2>/dev/null; then
+			read -r -t 0.1 -u "$fd" line || { exec {fd}<&-; return 1; }
+			break
+		fi
 	done
-	cat "$tmp/$n.rows"
+	exec {fd}<&-
+	echo "$line"
 }
 
 # Is A's database fenced (connections refused), and what does the router's
@@ -172,8 +184,11 @@ SQL
 SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
  WHERE slot_name = :'name' AND NOT active;
 SQL
+		# synchronous_commit = on: B flushes what it applies at once, so that
+		# its confirmations (what cutover waits for) follow its applies
+		# instead of its WAL writer
 		q "$B_CONN" <<'SQL'
-SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (copy_data = true)',
+SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (copy_data = true, synchronous_commit = on)',
               :'name', :'publisher', :'name') \gexec
 SQL
 		say "subscription $NAME on B created: the initial copy runs"
@@ -352,6 +367,7 @@ SQL
 	open_session a "$A_ADMIN"
 	open_session b "$B_CONN"
 	open_session router "$ROUTER"
+	mkfifo "$tmp/locked" "$tmp/fenced" "$tmp"/{1..12}.done
 	old=$(in_session router "$ROUTER_PARTITION")
 	in_session a "SET synchronous_commit = on;
 SELECT 1" >/dev/null
@@ -361,12 +377,9 @@ SELECT 1" >/dev/null
 	t=$(now_ms)
 	"$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d "$A_DB" -f "$tmp/holder.sql" >"$tmp/holder.out" 2>&1 &
 	holder=$!
-	while [ ! -s "$tmp/locked" ]; do
-		kill -0 "$holder" 2>/dev/null || die "could not lock A's tables: $(cat "$tmp/holder.out")"
-		sleep 0.001
-	done
+	IFS='|' read -r lsn pid < <(signalled "$tmp/locked" "$holder") && [ -n "$lsn" ] ||
+		die "could not lock A's tables: $(<"$tmp/holder.out")"
 	locked_at=$(now_ms)
-	IFS='|' read -r lsn pid <"$tmp/locked"
 	say "writes of $DB on A paused (waited $((locked_at - t)) ms for the lock), A at $lsn"
 
 	# B applies everything A committed before the lock: a synchronous
@@ -394,18 +407,17 @@ SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$NAME'")
 	t=$(now_ms)
 	in_session b "\i $tmp/setval.sql
 SELECT 1" >/dev/null
-	took "sequences on B ($(wc -l <"$tmp/setval.sql") set)" "$t"
+	took "sequences on B set" "$t"
 
 	# the fence; the holder ends A's sessions of the database, then lets go
 	t=$(now_ms)
-	kill -0 "$holder" 2>/dev/null || die "the lock on A was given up: A serves as before ($(cat "$tmp/holder.out"))"
+	kill -0 "$holder" 2>/dev/null || die "the lock on A was given up: A serves as before ($(<"$tmp/holder.out"))"
 	in_session a "SELECT format('ALTER DATABASE %I SET default_transaction_read_only = on', :'db') \gexec
 SELECT format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS false', :'db') \gexec
 SELECT 1" >/dev/null
-	wait "$holder" || true
-	if [ ! -s "$tmp/fenced" ]; then
+	if ! signalled "$tmp/fenced" "$holder" >/dev/null; then
 		unfence_a
-		die "the pause ran out before the fence: A serves as before, run cutover again ($(cat "$tmp/holder.out"))"
+		die "the pause ran out before the fence: A serves as before, run cutover again ($(<"$tmp/holder.out"))"
 	fi
 	fenced_at=$(now_ms)
 	in_session b "SELECT format('COMMENT ON SUBSCRIPTION %I IS %L', :'name', 'fenced after $lsn, caught up, sequences set') \gexec
@@ -447,7 +459,7 @@ BEGIN
 END\$\$;
 SQL
 	drop=$(q "$A_ADMIN" <<'SQL'
-SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = :'name';
+SELECT slot_name, pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = :'name';
 SQL
 )
 	say "$( [ -n "$drop" ] && echo "slot $NAME dropped on A" || echo "no slot $NAME on A")"
