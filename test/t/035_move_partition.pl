@@ -12,7 +12,8 @@
 # nothing written after the switch; part1's session never saw an error,
 # part0's only connection-class or read-only ones, neither a wrong answer,
 # and no acknowledged write was lost.  US_MOVE_USERS (default 3000) sets the
-# number of users; each step's time, the write pause and the router's rate
+# number of users, US_MOVE_BEFORE (default 1) the seconds of traffic
+# before the move; each step's time, the write pause and the router's rate
 # for part1 before and during the move are printed (docs/scaling.md).
 use strict;
 use warnings;
@@ -117,7 +118,7 @@ my $handle = $router->safe_psql('postgres', qq{
 		(SELECT jsonb_agg(jsonb_build_object('name', 'Batch ' || i, 'email', 'batch' || i || '\@example.com',
 		                                     'password', 'batch secret ' || i) ORDER BY i)
 		   FROM generate_series(1, $batch_n) i), 1)});
-sleep 1;    # a second of traffic before the move, to compare with
+sleep($ENV{US_MOVE_BEFORE} // 1);    # traffic before the move, to compare with
 
 my %env = (
 	MOVE_PARTITION => 0, MOVE_DB => 'part0', MOVE_A => $conn{$a}, MOVE_B => $conn{$b},
