@@ -193,6 +193,7 @@ SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (copy_da
 SQL
 		say "subscription $NAME on B created: the initial copy runs"
 	fi
+	check_grants
 	if [ "$(q "$B_CONN" -c 'SELECT count(*) FROM user_service.workers WHERE database = current_database()')" = 0 ]; then
 		say "WARNING: no user_service worker serves $B_DB on B: list it in B's user_service.database and reload, or its batches wait after the move"
 	fi
@@ -329,6 +330,24 @@ SQL
 	fi
 }
 
+# Grants are catalog entries of each database, not replicated: warn about
+# roles that may run the API on A and not on B.
+check_grants() {
+	local sql="SELECT COALESCE(string_agg(DISTINCT grantee::text, ' ' ORDER BY grantee::text), '')
+	             FROM information_schema.role_routine_grants
+	            WHERE routine_schema = 'user_service' AND privilege_type = 'EXECUTE'
+	              AND grantee::text <> 'PUBLIC'
+	              AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = grantee::text)"
+	local ga gb missing=()
+	ga=$(q "$A_DB" -c "$sql")
+	gb=$(q "$B_CONN" -c "$sql")
+	for r in $ga; do
+		[[ " $gb " = *" $r "* ]] || missing+=("$r")
+	done
+	[ ${#missing[@]} = 0 ] ||
+		say "WARNING: on B these roles cannot run the API they run on A (grants are not replicated): ${missing[*]}"
+}
+
 do_cutover() {
 	local t0 t lsn pid locked_at fenced_at switched_at caught marker old notready lag
 	t0=$(now_ms)
@@ -359,6 +378,7 @@ SQL
 	[ "$(q "$B_CONN" -c "SELECT count(*) FROM pg_stat_subscription s JOIN pg_subscription p ON p.oid = s.subid
 	                     WHERE p.subname = '$NAME' AND s.pid IS NOT NULL")" != 0 ] ||
 		die "B's subscription $NAME has no running apply worker (see B's log)"
+	check_grants
 
 	tmp=$(mktemp -d)
 	# whatever happens to this script, its sessions (the holder's first) do
@@ -367,7 +387,7 @@ SQL
 	open_session a "$A_ADMIN"
 	open_session b "$B_CONN"
 	open_session router "$ROUTER"
-	mkfifo "$tmp/locked" "$tmp/fenced" "$tmp"/{1..12}.done
+	mkfifo "$tmp/locked" "$tmp/fenced" "$tmp"/{1..16}.done
 	old=$(in_session router "$ROUTER_PARTITION")
 	in_session a "SET synchronous_commit = on;
 SELECT 1" >/dev/null
@@ -386,21 +406,18 @@ SELECT 1" >/dev/null
 	# commit of a transaction id flushes A's WAL past lsn (the workers
 	# commit asynchronously), then B's confirmations pass it
 	t=$(now_ms)
-	caught=$(in_session a "SELECT pg_current_xact_id() \g /dev/null
-DO \$\$
-DECLARE
-    deadline timestamptz := clock_timestamp() + interval '$MAX_PAUSE s';
-BEGIN
-    WHILE NOT EXISTS (SELECT FROM pg_replication_slots
-                       WHERE slot_name = '$NAME' AND confirmed_flush_lsn >= '$lsn') LOOP
-        IF clock_timestamp() > deadline THEN
-            RAISE EXCEPTION 'B did not catch up with $lsn within $MAX_PAUSE s';
-        END IF;
-        PERFORM pg_sleep(0.001);
-    END LOOP;
-END
-\$\$;
-SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$NAME'")
+	local deadline=$(($(now_ms) + MAX_PAUSE * 1000))
+	until [ "$(in_session a "SELECT pg_current_xact_id() \g /dev/null
+SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = :'name' AND confirmed_flush_lsn >= '$lsn')")" = t ]; do
+		# each synchronous commit above flushes A's WAL, and the walsender's
+		# keepalive for it makes B confirm
+		[ "$(now_ms)" -lt "$deadline" ] || {
+			q "$A_ADMIN" -c "SELECT pg_cancel_backend($pid)" >/dev/null
+			die "B did not catch up with $lsn within $MAX_PAUSE s: A serves as before"
+		}
+		in_session a "SELECT pg_sleep(0.002)" >/dev/null
+	done
+	caught=$(in_session a "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = :'name'")
 	took "catch-up to $lsn (B confirmed $caught)" "$t"
 
 	# sequence positions, so that B's next ids follow A's last ones

@@ -77,6 +77,7 @@ is($count[0] + $count[1], $users, "over both partitions (@count)");
 # round a create_user of an email whose home is the partition.  Each call
 # is followed by its SQLSTATE.
 my (%ids, %email_of, %session);
+my $untouched = $a->safe_psql('part0', q{SELECT max(id) FROM user_service.users});
 for my $k (0, 1)
 {
 	my @rows = split /\n/, $a->safe_psql("part$k",
@@ -104,10 +105,10 @@ for my $k (0, 1)
 	open my $fh, '>', $file or die $!;
 	print $fh $sql;
 	close $fh;
-	my $out = '';
-	$session{$k} = { out => \$out, h => IPC::Run::start(
+	# (into a file: a pipe nobody reads would stop psql once full)
+	$session{$k} = { out => "$file.out", h => IPC::Run::start(
 		[ 'psql', '-X', '-q', '-At', '-d', $router->connstr('postgres'), '-f', $file ],
-		'>', \$out, '2>', \my $err) };
+		'>', "$file.out", '2>', "$file.err") };
 }
 my $traffic_start = time;
 
@@ -141,8 +142,16 @@ sub run_step
 	return "$out$err";
 }
 
+# An application role with the API's grants on A, not yet on B.
+$a->safe_psql('part0', 'CREATE ROLE app LOGIN; GRANT USAGE ON SCHEMA user_service TO app;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO app');
+$b->safe_psql('postgres', 'CREATE ROLE app LOGIN');
+
 my $move_start = time;
-run_step('prepare', 1);
+like(run_step('prepare', 1), qr/WARNING: on B these roles cannot run the API they run on A .*: app\n/,
+	'prepare warns that role app has no grants on B');
+$b->safe_psql('part0', 'GRANT USAGE ON SCHEMA user_service TO app;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO app');
 like(run_step('prepare', 1), qr/B already subscribes/, 'prepare again: nothing more to do');
 my $tables = $a->safe_psql('part0', q{SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables
 	WHERE schemaname = 'user_service'});
@@ -168,7 +177,7 @@ $a->poll_query_until('part0', q{SELECT count(*) = 1 FROM pg_locks l JOIN pg_stat
   or die 'the blocker did not lock';
 like(run_step('cutover', 0, MOVE_LOCK_TIMEOUT => '1s'), qr/could not lock A's tables/,
 	'cutover fails while a transaction on A holds a lock on a table');
-is($router->safe_psql('postgres', "SELECT name FROM user_service.update_user($ids{0}[0], name => 'after failure')"),
+is($router->safe_psql('postgres', "SELECT name FROM user_service.update_user($untouched, name => 'after failure')"),
 	'after failure', 'after the failed cutover A serves part0\'s writes as before');
 $a->safe_psql('part0', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'blocker'});
 $blocker->finish;
@@ -176,6 +185,7 @@ $blocker->finish;
 my $cut_start = time;
 my $cutover = run_step('cutover', 1);
 my $cut_end = time;
+unlike($cutover, qr/WARNING/, 'no warning once app has its grants on B');
 my ($pause) = $cutover =~ /write pause of p0: (\d+) ms/;
 ok(defined $pause, "the cutover reports the write pause ($pause ms)");
 like(run_step('cutover', 1), qr/fenced already.*\n.*p0 is B already/, 'cutover again: nothing more to do');
@@ -192,7 +202,7 @@ for my $k (0, 1)
 {
 	$session{$k}{h}->finish;
 	my (%errors, @wrong, %acked, %last, @created, @r_times);
-	for my $line (split /\n/, ${ $session{$k}{out} })
+	for my $line (split /\n/, slurp_file($session{$k}{out}))
 	{
 		if ($line =~ /^R\|(t|f)\|([\d.]+)$/) { push @wrong, $line if $1 ne 't'; push @r_times, $2; }
 		elsif ($line =~ /^U\|(\d+)\|n$k-(\d+)$/) { $last{$1} = $2; }
