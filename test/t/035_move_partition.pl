@@ -69,6 +69,17 @@ my $import = $router->safe_psql('postgres', qq{
 		   FROM generate_series(1, $users - 1) i))});
 ok($router->poll_query_until('postgres', "SELECT user_service.wait_batch($import, '10 seconds')"),
 	"$users users imported");
+# A finished batch of that size is purged before the move (docs/scaling.md,
+# Limits: B would apply each of its deletes by scanning batch_items).
+$a->append_conf('postgresql.conf', "user_service.batch_retention = '1s'\n");
+$a->reload;
+for my $k (0, 1)
+{
+	ok($a->poll_query_until("part$k", q{SELECT NOT EXISTS (SELECT FROM user_service.batch_items)}),
+		"the import's items are purged from part$k");
+}
+$a->append_conf('postgresql.conf', "user_service.batch_retention = '1 day'\n");
+$a->reload;
 my @count = map { $a->safe_psql("part$_", 'SELECT count(*) FROM user_service.users') } 0, 1;
 is($count[0] + $count[1], $users, "over both partitions (@count)");
 
@@ -112,6 +123,8 @@ for my $k (0, 1)
 }
 my $traffic_start = time;
 
+sleep($ENV{US_MOVE_BEFORE} // 1);    # traffic before the move, to compare with
+
 # A create_user batch through the router: still running when part0 moves
 # (one item at a time per partition).
 my $handle = $router->safe_psql('postgres', qq{
@@ -119,7 +132,6 @@ my $handle = $router->safe_psql('postgres', qq{
 		(SELECT jsonb_agg(jsonb_build_object('name', 'Batch ' || i, 'email', 'batch' || i || '\@example.com',
 		                                     'password', 'batch secret ' || i) ORDER BY i)
 		   FROM generate_series(1, $batch_n) i), 1)});
-sleep($ENV{US_MOVE_BEFORE} // 1);    # traffic before the move, to compare with
 
 my %env = (
 	MOVE_PARTITION => 0, MOVE_DB => 'part0', MOVE_A => $conn{$a}, MOVE_B => $conn{$b},
