@@ -955,10 +955,12 @@ GRANT EXECUTE ON FUNCTION user_service.submit_batch(text, jsonb, int),
 });
 
 # The import_user kind and the view user_service.stats came with 1.2: they
-# are fuzzed when the installed version has them.
+# are fuzzed when the installed version has them (1.2 lists the kinds in a
+# CHECK constraint, 1.3 has the view batch_kinds instead).
 $import_user_exists = $node->safe_psql(
 	'postgres', q{
-SELECT EXISTS (SELECT FROM pg_constraint
+SELECT to_regclass('user_service.batch_kinds') IS NOT NULL
+    OR EXISTS (SELECT FROM pg_constraint
                 WHERE conrelid = 'user_service.batch_jobs'::regclass AND contype = 'c'
                   AND pg_get_constraintdef(oid) LIKE '%import_user%')}) eq 't';
 note('import_user kind ' . ($import_user_exists ? 'present: fuzzed' : 'absent'));

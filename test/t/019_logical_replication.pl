@@ -32,7 +32,7 @@ $pub->safe_psql('postgres', q{
 is( $pub->safe_psql('postgres', q{
 		SELECT string_agg(relname || ':' || relreplident::text, ' ' ORDER BY relname)
 		  FROM pg_class WHERE relnamespace = 'user_service'::regnamespace AND relkind = 'r'}),
-	'batch_items:f batch_jobs:d batch_progress:f cluster_batches:d email_claims:d shard_config:f user_count_deltas:f users:d',
+	'batch_items:f batch_jobs:d batch_progress:f cluster_batches:d email_claims:d registered_kinds:d shard_config:f user_count_deltas:f users:d',
 	'every table of the extension has a replica identity (a key or FULL)');
 
 my $connstr = $pub->connstr . ' dbname=postgres';
