@@ -13,8 +13,10 @@
 # part0's only connection-class or read-only ones, neither a wrong answer,
 # and no acknowledged write was lost.  US_MOVE_USERS (default 3000) sets the
 # number of users, US_MOVE_BEFORE (default 1) the seconds of traffic
-# before the move; each step's time, the write pause and the router's rate
-# for part1 before and during the move are printed (docs/scaling.md).
+# before the move, US_MOVE_BATCH (600) the batch's items (0: no batch),
+# US_MOVE_ISOLATE=1 puts the move's processes on the second CPU; each
+# step's time, the write pause and the router's rate for part1 before and
+# during the move are printed (docs/scaling.md).
 use strict;
 use warnings;
 use FindBin;
@@ -29,6 +31,11 @@ use UserServiceNode;
 my $users = $ENV{US_MOVE_USERS} // 3000;
 # US_MOVE_BATCH=0: no batch (what the move alone costs the other partition)
 my $batch_n = $ENV{US_MOVE_BATCH} // 600;
+# US_MOVE_ISOLATE=1: the move's work (server B, A's walsenders, the script)
+# on the second CPU, everything else (A, the router, the traffic, this test)
+# on the first, standing in for servers of their own: on this machine every
+# server shares the same two cores, and the copy would take the router's.
+my $isolate = $ENV{US_MOVE_ISOLATE} // 0;
 my $script = "$FindBin::RealBin/../../tools/move-partition.sh";
 my $conf = q{
 shared_preload_libraries = 'user_service'
@@ -54,6 +61,18 @@ $b->init;
 $b->append_conf('postgresql.conf', $conf . "user_service.database = 'part0'\n");
 $b->start;
 $b->safe_psql('postgres', 'CREATE DATABASE part0');
+my $mover;
+if ($isolate)
+{
+	# (children inherit their parent's CPUs: the servers' later processes too)
+	my ($apid) = split /\n/, slurp_file($a->data_dir . '/postmaster.pid');
+	my ($bpid) = split /\n/, slurp_file($b->data_dir . '/postmaster.pid');
+	system("for p in $$ $apid \$(pgrep -P $apid); do taskset -p -c 0 \$p; done >/dev/null");
+	system("for p in $bpid \$(pgrep -P $bpid); do taskset -p -c 1 \$p; done >/dev/null");
+	# A's walsenders (replication and the initial copy) as they come
+	$mover = IPC::Run::start([ 'bash', '-c',
+		"while :; do for p in \$(pgrep -P $apid -f walsender); do taskset -p -c 1 \$p >/dev/null; done; sleep 0.02; done" ]);
+}
 
 my %conn = map { $_ => 'host=' . $_->host . ' port=' . $_->port } ($a, $b);
 my $router = router_node('router', postgres => [ map { "$conn{$a} dbname=part$_" } 0, 1 ]);
@@ -146,7 +165,8 @@ sub run_step
 	local %ENV = (%ENV, %env, %extra);
 	my ($out, $err) = ('', '');
 	my $t0 = time;
-	my $ok = IPC::Run::run([ 'bash', $script, $step ], '>', \$out, '2>', \$err);
+	my $ok = IPC::Run::run([ ($isolate ? ('taskset', '-c', '1') : ()), 'bash', $script, $step ],
+		'>', \$out, '2>', \$err);
 	my $ms = int((time - $t0) * 1000);
 	note("$step ($ms ms):\n$out$err");
 	$took{$step} //= $ms if $ok;
@@ -209,6 +229,7 @@ like($cutover, qr/check_cluster: partition 0 is shard 0 of 2: ok/, 'check_cluste
 run_step('cleanup', 1);
 like(run_step('cleanup', 1), qr/no slot user_service_move_p0 on A/, 'cleanup again: nothing more to do');
 my $move_end = time;
+$mover->kill_kill if $mover;
 sleep 1;
 
 # Stop the traffic; read what each session saw.
