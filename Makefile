@@ -47,7 +47,7 @@ REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/temp.conf
 
 # pg_isolation_regress: test/isolation/specs/*.spec against
 # test/isolation/expected/*.out (the later --inputdir wins).
-ISOLATION = duplicate_email concurrent_update batch_claims update_timestamps
+ISOLATION = duplicate_email concurrent_update batch_claims update_timestamps kind_unregister
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso \
 	--temp-config=test/isolation/temp.conf
 

@@ -196,6 +196,51 @@ RESET ROLE;
 SELECT item, attempts FROM user_service.batch_items WHERE batch_id = :b;
 SELECT item, attempts FROM user_service.batch_items WHERE batch_id = :b - 1 ORDER BY item;
 
+-- What a handler SETs goes with its call: here the second item of one group
+-- (concurrency 1) sees the pinned search_path and a writable transaction,
+-- and later batches still run (kept, default_transaction_read_only = on
+-- stopped the worker's every later claim).
+SET ROLE regress_us_low;
+CREATE FUNCTION regress_low.settings(item jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF item->>'do' = 'set' THEN
+        PERFORM set_config('search_path', 'regress_low, pg_catalog', false);
+        PERFORM set_config('default_transaction_read_only', 'on', false);
+    END IF;
+    RETURN jsonb_build_object('search_path', current_setting('search_path'),
+                              'read_only', current_setting('default_transaction_read_only'));
+END $$;
+SELECT user_service.register_batch_kind('settings', 'regress_low.settings(jsonb)');
+SELECT user_service.submit_batch('settings', '[{"do": "set"}, {"do": "look"}]', 1) AS b \gset
+SELECT item, status, result FROM pg_temp.results(:b);
+SELECT user_service.submit_batch('settings', '[{"do": "look"}, {"do": "look"}, {"do": "look"}]') AS b \gset
+SELECT item, status, result FROM pg_temp.results(:b);
+
+-- A handler that raises query_canceled itself fails its item (a real cancel
+-- rolls the group back; this one, taken for one, came back at every try)
+CREATE FUNCTION regress_low.cancels(item jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF item ? 'bad' THEN
+        RAISE EXCEPTION 'not a real cancel' USING ERRCODE = 'query_canceled';
+    END IF;
+    RETURN item;
+END $$;
+SELECT user_service.register_batch_kind('cancels', 'regress_low.cancels(jsonb)');
+SELECT user_service.submit_batch('cancels', '[{"a": 1}, {"bad": 1}, {"a": 3}]', 1) AS b \gset
+SELECT * FROM pg_temp.results(:b);
+RESET ROLE;
+
+-- Submitting (and running) needs USAGE on the handler's schema too
+REVOKE USAGE ON SCHEMA regress_low FROM regress_us_other;
+SET ROLE regress_us_other;
+SELECT pg_temp.try($$SELECT user_service.submit_batch('summarize_many', '[{"id": 500}]')$$);
+RESET ROLE;
+GRANT USAGE ON SCHEMA regress_low TO regress_us_other;
+-- A built-in function records no dependency: it cannot be a handler
+SELECT pg_temp.try($$SELECT user_service.register_batch_kind('strip', 'pg_catalog.jsonb_strip_nulls(jsonb)')$$);
+
 -- A grouped handler that returns the wrong number of results fails its items
 -- (concurrency 1: one group of three, then each alone)
 SET ROLE regress_us_low;

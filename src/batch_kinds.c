@@ -137,10 +137,11 @@ us_builtin_kind(const char *name)
 /*
  * us_kind_lookup
  *		The built-in or registered kind called name; NULL when there is none
- *		(a router has no registered kinds).
+ *		(a router has no registered kinds).  With lock, a registered kind's
+ *		row is locked until the transaction ends (see us_registered_kind).
  */
 static const UsKindSpec *
-us_kind_lookup(const char *name)
+us_kind_lookup(const char *name, bool lock)
 {
 	UsKindSpec *kind;
 	UsRegisteredKind reg;
@@ -148,7 +149,7 @@ us_kind_lookup(const char *name)
 	if (us_builtin_kind(name) != NULL)
 		return us_builtin_kind(name);
 	if (!OidIsValid(get_extension_oid("user_service", true)) ||
-		!us_registered_kind(name, &reg))
+		!us_registered_kind(name, lock, &reg))
 		return NULL;
 	kind = palloc0(sizeof(UsKindSpec));
 	kind->name = pstrdup(name);
@@ -160,12 +161,13 @@ us_kind_lookup(const char *name)
 
 /*
  * us_kind_by_name
- *		The kind called name, or 22023.
+ *		The kind called name, or 22023; for a submission: a registered kind
+ *		stays registered until the transaction ends.
  */
 const UsKindSpec *
 us_kind_by_name(const char *name)
 {
-	const UsKindSpec *kind = us_kind_lookup(name);
+	const UsKindSpec *kind = us_kind_lookup(name, true);
 
 	if (kind == NULL)
 		ereport(ERROR,
@@ -184,7 +186,7 @@ us_kind_by_name(const char *name)
 const UsKindSpec *
 us_kind_of_batch(const char *name)
 {
-	const UsKindSpec *kind = us_kind_lookup(name);
+	const UsKindSpec *kind = us_kind_lookup(name, false);
 	UsKindSpec *missing;
 
 	if (kind != NULL)
@@ -193,6 +195,8 @@ us_kind_of_batch(const char *name)
 	missing->name = pstrdup(name);
 	missing->registered = true;
 	missing->missing = true;
+	/* (what its items carry is unknown: scrubbed, as secrets) */
+	missing->reg.secrets = true;
 	return missing;
 }
 
@@ -260,9 +264,7 @@ us_kind_check_privilege(const UsKindSpec *kind)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_FUNCTION),
 					 errmsg("the handler of batch kind \"%s\" was dropped", kind->name)));
-		aclresult = pg_proc_aclcheck(kind->reg.handler, GetUserId(), ACL_EXECUTE);
-		if (aclresult != ACLCHECK_OK)
-			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(kind->reg.handler));
+		us_check_handler_privileges(kind->reg.handler, GetUserId());
 		return;
 	}
 	funcoid = LookupFuncName(list_make2(makeString("user_service"), makeString((char *) kind->func)),

@@ -32,6 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -191,18 +192,28 @@ typedef struct UsClaimHint
 } UsClaimHint;
 
 static HTAB *us_hints = NULL;
+static Oid	us_hints_relid = InvalidOid;	/* the batch_items they are of */
 
 static UsClaimHint *
 us_hint_for(int64 batch_id, bool create)
 {
 	bool		found;
 	UsClaimHint *hint;
+	Oid			relid = get_relname_relid("batch_items", us_catalog()->namespace_oid);
 
-	if (us_hints != NULL && create && hash_get_num_entries(us_hints) >= US_HINTS_MAX)
+	/*
+	 * Batch ids start again at 1 when the extension is created again: the
+	 * hints of the old table's batches would send claims of new batches
+	 * past their first items (claimed out of order, in smaller groups).
+	 */
+	if (us_hints != NULL &&
+		(relid != us_hints_relid ||
+		 (create && hash_get_num_entries(us_hints) >= US_HINTS_MAX)))
 	{
 		hash_destroy(us_hints);
 		us_hints = NULL;
 	}
+	us_hints_relid = relid;
 	if (us_hints == NULL)
 	{
 		HASHCTL		info;
@@ -288,7 +299,10 @@ us_transient(int sqlerrcode)
  *		otherwise the subtransaction is rolled back (the work of fn alone)
  *		and its error returned.  A cancel request or statement timeout is not
  *		the work's fault: it is thrown on, and the whole transaction (the
- *		group) rolls back.
+ *		group) rolls back.  Only one that PostgreSQL's interrupt processing
+ *		raised, though: a 57014 that a registered kind's handler raises
+ *		itself is its item's error (thrown on, it would roll the group back
+ *		at every try, for ever, without counting an attempt).
  */
 static ErrorData *
 us_run_in_subxact(void (*fn) (void *), void *arg)
@@ -315,7 +329,8 @@ us_run_in_subxact(void (*fn) (void *), void *arg)
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
 
-	if (edata != NULL && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	if (edata != NULL && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+		edata->funcname != NULL && strcmp(edata->funcname, "ProcessInterrupts") == 0)
 		ReThrowError(edata);
 	return edata;
 }
@@ -640,6 +655,13 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	if (started != NULL)
 		started(arg, batch_id, us_kind_name(kind), itemnos, n, total);
 
+	/*
+	 * The next claim looks after this batch first, even if this group's
+	 * transaction fails: a batch whose group keeps failing must not keep
+	 * this process from the others.
+	 */
+	us_last_batch = batch_id;
+
 	PG_TRY();
 	{
 		if (n > 1 && us_kind_groups(kind))
@@ -675,7 +697,6 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	 */
 	if (us_kind_hashes(kind) || n < want)
 		*check_batch = batch_id;
-	us_last_batch = batch_id;
 	return n;
 }
 

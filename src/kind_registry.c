@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/catalog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -36,15 +37,30 @@
 #include "catalog.h"
 #include "kind_registry.h"
 
-static UsStatement us_find_kind = {
-	"SELECT k.grouped, k.default_concurrency, k.secrets, d.refobjid"
-	"  FROM user_service.registered_kinds k"
-	"  LEFT JOIN pg_catalog.pg_proc w"
-	"         ON w.proname = k.kind AND w.pronamespace = 'user_service_kinds'::regnamespace"
-	"  LEFT JOIN pg_catalog.pg_depend d"
-	"         ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = w.oid"
-	"        AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'n'"
-	" WHERE k.kind = $1",
+/* A registered kind, and its handler: what its function depends on. */
+#define US_FIND_KIND_SQL \
+	"SELECT k.grouped, k.default_concurrency, k.secrets, d.refobjid" \
+	"  FROM user_service.registered_kinds k" \
+	"  LEFT JOIN pg_catalog.pg_proc w" \
+	"         ON w.proname = k.kind AND w.pronamespace = 'user_service_kinds'::regnamespace" \
+	"  LEFT JOIN pg_catalog.pg_depend d" \
+	"         ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = w.oid" \
+	"        AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'n'" \
+	" WHERE k.kind = $1"
+
+static UsStatement us_find_kind = {US_FIND_KIND_SQL, 1, {TEXTOID}};
+
+/*
+ * The same, locking the kind's row until the end of the transaction: a
+ * submission holds it FOR KEY SHARE until it commits, so that the kind
+ * cannot be unregistered (and registered again with another handler) under
+ * a batch that is not committed yet; unregistering takes it FOR UPDATE,
+ * waiting for those submissions, and then sees their batches.
+ */
+static UsStatement us_find_kind_share = {US_FIND_KIND_SQL " FOR KEY SHARE OF k", 1, {TEXTOID}};
+
+static UsStatement us_lock_kind = {
+	"SELECT FROM user_service.registered_kinds WHERE kind = $1 FOR UPDATE",
 	1, {TEXTOID}
 };
 
@@ -71,10 +87,11 @@ static UsStatement us_kind_busy = {
 /*
  * us_registered_kind
  *		The registered kind called kind, into *out; false when there is none
- *		(or the installed extension predates registered kinds).
+ *		(or the installed extension predates registered kinds).  With lock,
+ *		its row stays locked FOR KEY SHARE until the transaction ends.
  */
 bool
-us_registered_kind(const char *kind, UsRegisteredKind *out)
+us_registered_kind(const char *kind, bool lock, UsRegisteredKind *out)
 {
 	UsSavedUser saved;
 	Datum		args[1];
@@ -86,7 +103,7 @@ us_registered_kind(const char *kind, UsRegisteredKind *out)
 
 	args[0] = CStringGetTextDatum(kind);
 	us_spi_begin(&saved);
-	us_spi_run(&us_find_kind, args, NULL, true, 1);
+	us_spi_run(lock ? &us_find_kind_share : &us_find_kind, args, NULL, !lock, 1);
 	found = SPI_processed > 0;
 	if (found)
 	{
@@ -124,6 +141,13 @@ us_check_handler(Oid handler, bool *grouped)
 		((proc->proargtypes.values[0] == JSONBOID && proc->prorettype == JSONBOID) ||
 		 (*grouped && proc->prorettype == JSONBARRAYOID));
 	ReleaseSysCache(tup);
+	/* (no dependency is recorded on a pinned object: nothing would find it) */
+	if (ok && IsPinnedObject(ProcedureRelationId, handler))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("built-in function %s cannot be a batch kind's handler",
+						format_procedure(handler)),
+				 errhint("Write a function of your own that calls it.")));
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -205,20 +229,22 @@ us_unregister_kind(const char *kind)
 	Datum		args[1];
 	bool		isnull;
 
-	if (!us_registered_kind(kind, &reg))
+	if (!us_registered_kind(kind, false, &reg))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("batch kind \"%s\" is not registered", kind)));
 	if (!superuser() &&
 		!(OidIsValid(reg.handler) ? pg_proc_ownercheck(reg.handler, GetUserId()) :
-		  us_catalog()->owner == GetUserId()))
+		  has_privs_of_role(GetUserId(), us_catalog()->owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of the handler of batch kind \"%s\"", kind)));
 
 	args[0] = CStringGetTextDatum(kind);
 	us_spi_begin(&saved);
-	us_spi_run(&us_kind_busy, args, NULL, true, 0);
+	/* wait for submissions of the kind in progress: their batches count */
+	us_spi_run(&us_lock_kind, args, NULL, false, 0);
+	us_spi_run(&us_kind_busy, args, NULL, false, 0);
 	if (DatumGetBool(us_spi_value(0, 1, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
@@ -230,6 +256,25 @@ us_unregister_kind(const char *kind)
 		us_kind_ddl(psprintf("DROP FUNCTION user_service_kinds.%s(%s)", quote_identifier(kind),
 							 reg.grouped ? "pg_catalog.jsonb[]" : "pg_catalog.jsonb"));
 	us_spi_end(&saved);
+}
+
+/*
+ * us_check_handler_privileges
+ *		What calling the handler by its name needs: USAGE on its schema and
+ *		EXECUTE on it (42501 otherwise).
+ */
+void
+us_check_handler_privileges(Oid handler, Oid roleid)
+{
+	Oid			nsp = get_func_namespace(handler);
+	AclResult	aclresult;
+
+	aclresult = pg_namespace_aclcheck(nsp, roleid, ACL_USAGE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nsp));
+	aclresult = pg_proc_aclcheck(handler, roleid, ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
 }
 
 /*
@@ -251,7 +296,6 @@ us_call_handler(const char *kind, Oid handler, FmgrInfo *flinfo, Oid submitter, 
 	Oid			save_userid;
 	int			save_sec;
 	int			nestlevel;
-	AclResult	aclresult;
 	Datum		result;
 
 	if (!OidIsValid(handler))
@@ -263,9 +307,7 @@ us_call_handler(const char *kind, Oid handler, FmgrInfo *flinfo, Oid submitter, 
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the role that submitted the batch no longer exists")));
-	aclresult = pg_proc_aclcheck(handler, submitter, ACL_EXECUTE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(handler));
+	us_check_handler_privileges(handler, submitter);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(submitter, save_sec | SECURITY_LOCAL_USERID_CHANGE |
@@ -282,7 +324,14 @@ us_call_handler(const char *kind, Oid handler, FmgrInfo *flinfo, Oid submitter, 
 	result = FunctionCallInvoke(fcinfo);
 	*isnull = fcinfo->isnull;
 
-	AtEOXact_GUC(true, nestlevel);
+	/*
+	 * Pop with isCommit false: whatever the handler SET (search_path,
+	 * default_transaction_read_only, ...) goes with it, as after a
+	 * security-restricted operation of PostgreSQL's own.  Kept, it would
+	 * stay for the rest of the worker's life, or of the session of whoever
+	 * ran process_batches, with the submitter's choice of values.
+	 */
+	AtEOXact_GUC(false, nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return result;
 }

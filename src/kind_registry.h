@@ -19,7 +19,8 @@ typedef struct UsRegisteredKind
 	bool		secrets;		/* items carry secrets */
 } UsRegisteredKind;
 
-extern bool us_registered_kind(const char *kind, UsRegisteredKind *out);
+extern bool us_registered_kind(const char *kind, bool lock, UsRegisteredKind *out);
+extern void us_check_handler_privileges(Oid handler, Oid roleid);
 extern void us_register_kind(const char *kind, Oid handler, int32 default_concurrency,
 							 bool secrets);
 extern void us_unregister_kind(const char *kind);
