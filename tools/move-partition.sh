@@ -57,6 +57,9 @@ TIMEOUT=${MOVE_TIMEOUT:-3600}
 PSQL=${PSQL:-psql}
 [[ $MAX_PAUSE =~ ^[0-9]+$ && $MAX_LAG =~ ^[0-9]+$ && $TIMEOUT =~ ^[0-9]+$ ]] ||
 	{ echo "MOVE_MAX_PAUSE, MOVE_MAX_LAG and MOVE_TIMEOUT must be numbers" >&2; exit 2; }
+# (it goes into the holder's SQL; 0 would wait for the lock for ever)
+[[ $LOCK_TIMEOUT =~ ^[1-9][0-9]*(ms|s|min)?$ ]] ||
+	{ echo "MOVE_LOCK_TIMEOUT must be a positive duration (5s, 500ms)" >&2; exit 2; }
 # publication, subscription and slot: one name per partition, so that several
 # partitions can move from or to one server at once
 NAME=user_service_move_p$K
@@ -89,7 +92,9 @@ open_session() {
 	"$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v name="$NAME" -v db="$DB" -v k="$K" \
 		-v target="$TARGET" -d "$2" -f "$tmp/$1.in" >"$tmp/$1.log" 2>&1 &
 	SESSION_PID[$1]=$!
-	exec {fd}>"$tmp/$1.in"
+	# (read-write: opening a FIFO for writing alone waits for a reader, for
+	# ever when psql could not connect; in_session then finds psql gone)
+	exec {fd}<>"$tmp/$1.in"
 	SESSION_FD[$1]=$fd
 }
 in_session() {
@@ -256,8 +261,9 @@ BEGIN;
 SELECT format('LOCK TABLE %s IN EXCLUSIVE MODE',
               string_agg(format('%I.%I', schemaname, tablename), ', ' ORDER BY tablename))
   FROM pg_tables WHERE schemaname = 'user_service' \gexec
-SELECT format('SELECT setval(%L, %s, true);', format('%I.%I', schemaname, sequencename), last_value)
-  FROM pg_sequences WHERE schemaname = 'user_service' AND last_value IS NOT NULL \g $1/setval.sql
+SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename),
+              COALESCE(last_value, start_value), (last_value IS NOT NULL)::text)
+  FROM pg_sequences WHERE schemaname = 'user_service' \g $1/setval.sql
 SELECT pg_current_wal_insert_lsn(), pg_backend_pid() \g $1/locked
 DO \$\$
 DECLARE
@@ -292,8 +298,10 @@ SQL
 # refuses connections).
 fence_a() {
 	q "$A_ADMIN" <<'SQL'
+BEGIN;
 SELECT format('ALTER DATABASE %I SET default_transaction_read_only = on', :'db') \gexec
 SELECT format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS false', :'db') \gexec
+COMMIT;
 SQL
 }
 unfence_a() {
@@ -507,8 +515,17 @@ do_status() {
 }
 
 do_abort() {
+	local marker
 	[ "$(router_partition)" != "$TARGET" ] || die "the router's p$K is B already: the move is done, there is nothing to abort"
 	if a_fenced; then
+		# past the fence, B may have taken over (its workers run the
+		# partition's batches): A must not serve again
+		b_subscribed || die "A's database $DB is fenced and B no longer subscribes: the cutover is done (another router's p$K may still name A: switch it)"
+		marker=$(q "$B_CONN" <<'SQL'
+SELECT obj_description(oid, 'pg_subscription') FROM pg_subscription WHERE subname = :'name';
+SQL
+)
+		[[ $marker != "fenced after"* ]] || die "the cutover fenced A and ended its sessions: finish it with cutover"
 		unfence_a
 		say "A's database $DB serves again"
 	fi

@@ -230,6 +230,12 @@ run_step('cleanup', 1);
 like(run_step('cleanup', 1), qr/no slot user_service_move_p0 on A/, 'cleanup again: nothing more to do');
 my $move_end = time;
 $mover->kill_kill if $mover;
+# abort must not make A serve again once B has taken over, even when told
+# another target than the one the router names
+like(run_step('abort', 0, MOVE_TARGET => "$conn{$b} dbname=part0 application_name=other"),
+	qr/fenced and B no longer subscribes/, 'abort refuses after the cutover');
+is($a->safe_psql('postgres', q{SELECT datallowconn FROM pg_database WHERE datname = 'part0'}),
+	'f', 'and A stays fenced');
 sleep 1;
 
 # Stop the traffic; read what each session saw.
@@ -324,9 +330,13 @@ my $a_max = $a->safe_psql('part0', 'SELECT max(id) FROM user_service.users');
 is($b->safe_psql('part0', "SELECT md5($cols) FROM user_service.users WHERE id <= $a_max"),
 	$a->safe_psql('part0', "SELECT md5($cols) FROM user_service.users"),
 	'every user of part0 is on B with the same id, email, hash and creation time');
-my @late = map { $_->[0] } grep { $_->[0] > $a_max } @{ $seen{0}{created} };
-is($a->safe_psql('part0', 'SELECT count(*) FROM user_service.users WHERE id = ANY (ARRAY[' . join(',', 0, @late) . ']::bigint[])'),
-	'0', 'none of the ' . scalar(@late) . ' users created through the router after the switch is on A');
+# (with the check above: A holds nothing that B lacks, so nothing was
+# written on A after B's copy ended)
+my @created = map { $_->[0] } @{ $seen{0}{created} };
+my @late = grep { $_ > $a_max } @created;
+cmp_ok(scalar(@late), '>', 0, 'users of part0 were created through the router after the switch');
+is($b->safe_psql('part0', 'SELECT count(*) FROM user_service.users WHERE id = ANY (ARRAY[' . join(',', 0, @created) . ']::bigint[])'),
+	scalar(@created), 'every user of part0 created through the router during the move is on B');
 my ($moved) = $b->safe_psql('part0', 'SELECT count(*) FROM user_service.users');
 my $seq = $a->safe_psql('part0', 'SELECT last_value FROM user_service.users_id_seq');
 

@@ -38,7 +38,7 @@ my $batch = $node->safe_psql(
 	'postgres', qq{
 	SET ROLE app;
 	SELECT user_service.submit_batch('apply_once',
-		(SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, $items) i))});
+		(SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, $items) i), 1)});
 
 sub wait_progress
 {
@@ -48,8 +48,10 @@ sub wait_progress
 	  or die "batch $batch made no progress";
 }
 
+# (concurrency 1, one group in flight at a time: the batch lasts some
+# seconds, long enough for both kills to come in the middle of it)
 # 1. kill -9 of a busy worker
-wait_progress($items / 10);
+wait_progress($items / 20);
 my $pid = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'user_service worker' ORDER BY query LIKE 'batch %' DESC, pid LIMIT 1"
 );
@@ -58,7 +60,7 @@ ok(kill('KILL', $pid), "kill -9 worker $pid in the middle of the batch");
 # 2. kill -9 of the postmaster, later in the batch; the workers die with it
 $node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
 my $before = $node->safe_psql('postgres', "SELECT succeeded FROM user_service.batch_status($batch)");
-wait_progress($before + $items / 10);
+wait_progress($before + $items / 50);
 my $state = $node->safe_psql('postgres', "SELECT state FROM user_service.batch_status($batch)");
 my ($postmaster) = split /\n/, slurp_file($node->data_dir . '/postmaster.pid');
 $node->kill9;
