@@ -288,6 +288,27 @@ SELECT pg_temp.try($$SELECT user_service.unregister_batch_kind('nothing')$$);
 RESET ROLE;
 SELECT user_service.unregister_batch_kind('nothing');
 
+-- A kind whose handler is gone takes a new one when a superuser registers
+-- it again (how a logical replica or a moved partition, which get the row
+-- without the function, get their kinds back); nobody else may, since the
+-- kind's pending items, anybody's, would run it
+SET ROLE regress_us_low;
+CREATE FUNCTION regress_low.again(item jsonb) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT jsonb_build_object('first', item) $$;
+SELECT user_service.register_batch_kind('again', 'regress_low.again(jsonb)');
+DROP FUNCTION regress_low.again(jsonb) CASCADE;
+CREATE FUNCTION regress_low.again2(items jsonb[]) RETURNS jsonb[]
+LANGUAGE sql AS $$ SELECT array_agg(jsonb_build_object('second', i)) FROM unnest(items) i $$;
+SELECT pg_temp.try($$SELECT user_service.register_batch_kind('again', 'regress_low.again2(jsonb[])', 2)$$);
+RESET ROLE;
+SELECT user_service.register_batch_kind('again', 'regress_low.again2(jsonb[])', 2);
+SET ROLE regress_us_low;
+SELECT kind, handler, grouped, default_concurrency FROM user_service.batch_kinds WHERE kind = 'again';
+SELECT user_service.submit_batch('again', '[{"a": 1}]') AS b \gset
+SELECT * FROM pg_temp.results(:b);
+SELECT pg_temp.try($$SELECT user_service.register_batch_kind('again', 'regress_low.again2(jsonb[])')$$);
+RESET ROLE;
+
 -- Unregistering: the owner may; the kind's function goes with it
 SET ROLE regress_us_low;
 SELECT user_service.unregister_batch_kind('short');

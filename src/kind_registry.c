@@ -70,6 +70,14 @@ static UsStatement us_insert_kind = {
 	4, {TEXTOID, BOOLOID, INT4OID, BOOLOID}
 };
 
+/* A kind whose handler is gone gets the new one's settings (see below). */
+static UsStatement us_reattach_kind = {
+	"UPDATE user_service.registered_kinds"
+	"   SET grouped = $2, default_concurrency = $3, secrets = $4"
+	" WHERE kind = $1",
+	4, {TEXTOID, BOOLOID, INT4OID, BOOLOID}
+};
+
 static UsStatement us_delete_kind = {
 	"DELETE FROM user_service.registered_kinds WHERE kind = $1",
 	1, {TEXTOID}
@@ -198,9 +206,27 @@ us_register_kind(const char *kind, Oid handler, int32 default_concurrency, bool 
 	us_spi_begin(&saved);
 	us_spi_run(&us_insert_kind, args, nulls, false, 0);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("batch kind \"%s\" is already registered", kind)));
+	{
+		UsRegisteredKind reg;
+
+		/*
+		 * Registered, but without its handler: dropped with CASCADE, or
+		 * the row came without the kind's function (a logical replica, a
+		 * partition moved to another server, a data-only restore).  The
+		 * new handler takes its place; the kind's batches go on with it.
+		 */
+		if (!us_registered_kind(kind, true, &reg) || OidIsValid(reg.handler))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("batch kind \"%s\" is already registered", kind)));
+		/* its pending items, anybody's, would run the new handler */
+		if (!superuser_arg(saved.userid) && !has_privs_of_role(saved.userid, us_catalog()->owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("batch kind \"%s\" has lost its handler: only a superuser or the extension's owner may give it another",
+							kind)));
+		us_spi_run(&us_reattach_kind, args, nulls, false, 0);
+	}
 	us_kind_ddl(psprintf("CREATE FUNCTION user_service_kinds.%s(item %s) RETURNS %s"
 						 " LANGUAGE sql BEGIN ATOMIC SELECT %s.%s(item); END",
 						 quote_identifier(kind), argtype, argtype,
