@@ -164,7 +164,7 @@ us_check_handler(Oid handler, bool *grouped)
 				 errdetail("A handler is a function that takes jsonb and returns jsonb, or takes jsonb[] and returns jsonb[].")));
 }
 
-/* DROP or ALTER of the kind's function, as the extension's owner. */
+/* A statement on a kind's function (DDL), as the extension's owner. */
 static void
 us_kind_ddl(const char *sql)
 {
@@ -176,7 +176,8 @@ us_kind_ddl(const char *sql)
  * us_register_kind
  *		Register a kind (its name checked by the caller): 42501 unless the
  *		caller owns the handler or is a superuser, 42710 when the name is
- *		taken.
+ *		taken by a kind that has its handler (one that lost it gets this
+ *		one, from a superuser or the extension's owner).
  */
 void
 us_register_kind(const char *kind, Oid handler, int32 default_concurrency, bool secrets)
