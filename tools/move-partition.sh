@@ -121,22 +121,28 @@ signalled() {
 
 # Is A's database fenced (connections refused), and what does the router's
 # pK say?
+# (a check that cannot reach its server stops the script: taken for "no",
+# a re-run could unfence A, or the detach be skipped in silence)
 a_fenced() {
-	[ "$(q "$A_ADMIN" <<'SQL'
+	local out
+	out=$(q "$A_ADMIN" <<'SQL'
 SELECT NOT datallowconn FROM pg_database WHERE datname = :'db';
 SQL
-)" = t ]
+) || die "cannot ask A whether $DB is fenced"
+	[ "$out" = t ]
 }
 ROUTER_PARTITION="SELECT substr(o, length('p' || :'k') + 2)
   FROM pg_foreign_server s, unnest(s.srvoptions) o
  WHERE s.srvname = 'user_service_cluster' AND o LIKE 'p' || :'k' || '=%'"
 router_partition() { q "$ROUTER" <<<"$ROUTER_PARTITION"; }
 b_subscribed() {
-	[ "$(q "$B_CONN" <<'SQL'
+	local out
+	out=$(q "$B_CONN" <<'SQL'
 SELECT count(*) FROM pg_subscription WHERE subname = :'name' AND subdbid =
        (SELECT oid FROM pg_database WHERE datname = current_database());
 SQL
-)" = 1 ]
+) || die "cannot ask B whether it subscribes to $NAME"
+	[ "$out" = 1 ]
 }
 
 do_prepare() {
