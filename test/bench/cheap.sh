@@ -16,9 +16,13 @@
 # claiming one job per transaction with FOR UPDATE SKIP LOCKED, the way
 # queue libraries do, committing as the workers do), at the default settings.
 #
+# Head-of-line wait: a one-item delete_user batch submitted right behind a
+# big one (BENCH_HOL items), from its submission to wait_batch's true,
+# against the same batch on idle workers.
+#
 # BENCH_RUNS (5) runs per figure, BENCH_SIZES ("50000 500000") batch sizes,
 # BENCH_IMPORT (1000000) users imported (0: none), BENCH_KIND_SIZE (50000)
-# items of the registered-kind rows (0: none).
+# items of the registered-kind rows (0: none), BENCH_HOL (200000, 0: none).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$here/test/common.sh"
@@ -27,6 +31,7 @@ RUNS=${BENCH_RUNS:-5}
 SIZES=${BENCH_SIZES:-"50000 500000"}
 IMPORT=${BENCH_IMPORT:-1000000}
 KIND_SIZE=${BENCH_KIND_SIZE:-50000}
+HOL=${BENCH_HOL:-200000}
 port=${BENCH_PORT:-54341}
 
 ensure_packages
@@ -188,6 +193,41 @@ SQL
             "$(awk -v a="$r" -v b="$f_rate" 'BEGIN { print a / b }')"
     done
     printf '| bulk DELETE of the same number of users | %s | | | 1.00 |\n' "$f_rate"
+fi
+
+# Head-of-line wait, at the default settings.
+if [ "$HOL" -gt 0 ]; then
+    # small_ms: milliseconds from submitting a one-item batch (a fresh user)
+    # to its wait_batch returning true, in one psql session
+    small_ms() {
+        local id=$next_id
+        next_id=$((next_id + 1))
+        psql -c "CALL bench_users($id, 1)"
+        psql <<SQL
+SELECT clock_timestamp() AS t0 \gset
+SELECT user_service.submit_batch('delete_user', '[{"id": $id}]') AS b \gset
+SELECT user_service.wait_batch(:b, '30 minutes') \g /dev/null
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000, 1);
+SQL
+    }
+    alone=() behind=()
+    for _ in $(seq "$RUNS"); do
+        alone+=("$(small_ms)")
+        first=$next_id
+        next_id=$((next_id + HOL))
+        psql -c "CALL bench_users($first, $HOL)" -c "VACUUM ANALYZE user_service.users"
+        big=$(psql -c "SELECT user_service.submit_batch('delete_user',
+                  (SELECT jsonb_agg(jsonb_build_object('id', i)) FROM generate_series($first, $first + $HOL - 1) i))")
+        behind+=("$(small_ms)")
+        psql -c "SELECT user_service.wait_batch($big, '30 minutes')" >/dev/null
+    done
+    a=$(printf '%s\n' "${alone[@]}" | median)
+    h=$(printf '%s\n' "${behind[@]}" | median)
+    echo
+    printf '| head-of-line wait, default settings | ms |\n|---|---|\n'
+    printf '| a one-item delete_user batch, workers idle | %s |\n' "$a"
+    printf '| the same, submitted right behind a %s-item delete_user batch | %s (%.1fx) |\n' \
+        "$HOL" "$h" "$(awk -v h="$h" -v a="$a" 'BEGIN { print h / a }')"
 fi
 
 [ "$IMPORT" -gt 0 ] || exit 0
