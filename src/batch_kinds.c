@@ -143,11 +143,12 @@ us_builtin_kind(const char *name)
 static const UsKindSpec *
 us_kind_lookup(const char *name, bool lock)
 {
+	const UsKindSpec *builtin = us_builtin_kind(name);
 	UsKindSpec *kind;
 	UsRegisteredKind reg;
 
-	if (us_builtin_kind(name) != NULL)
-		return us_builtin_kind(name);
+	if (builtin != NULL)
+		return builtin;
 	if (!OidIsValid(get_extension_oid("user_service", true)) ||
 		!us_registered_kind(name, lock, &reg))
 		return NULL;
@@ -467,6 +468,11 @@ us_registered_apply(const UsKindSpec *kind, Oid submitter, Jsonb **payloads, int
 {
 	Datum		result;
 	bool		isnull;
+	Datum	   *items;
+	ArrayType  *results;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nelems = -1;
 
 	if (kind->missing)
 		ereport(ERROR,
@@ -483,39 +489,31 @@ us_registered_apply(const UsKindSpec *kind, Oid submitter, Jsonb **payloads, int
 		}
 		return;
 	}
-	else
-	{
-		Datum	   *items = palloc(sizeof(Datum) * n);
-		ArrayType  *results;
-		Datum	   *elems;
-		bool	   *elem_nulls;
-		int			nelems;
 
-		for (int i = 0; i < n; i++)
-			items[i] = JsonbPGetDatum(payloads[i]);
-		result = us_call_handler(kind->name, kind->reg.handler, kind->flinfo,
-								 submitter,
-								 PointerGetDatum(construct_array(items, n, JSONBOID, -1, false,
-																 TYPALIGN_INT)),
-								 &isnull);
-		nelems = -1;
-		if (!isnull)
-		{
-			results = DatumGetArrayTypeP(result);
-			if (ARR_NDIM(results) <= 1)
-				deconstruct_array(results, JSONBOID, -1, false, TYPALIGN_INT,
-								  &elems, &elem_nulls, &nelems);
-		}
-		if (nelems != n)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg_plural("the handler of batch kind \"%s\" returned %d results for a group of %d item",
-								   "the handler of batch kind \"%s\" returned %d results for a group of %d items",
-								   n, kind->name, Max(nelems, 0), n),
-					 errdetail("A grouped handler returns an array with one result per item, in order.")));
-		for (int i = 0; i < n; i++)
-			out[i].result = elem_nulls[i] ? NULL : DatumGetJsonbPCopy(elems[i]);
+	items = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		items[i] = JsonbPGetDatum(payloads[i]);
+	result = us_call_handler(kind->name, kind->reg.handler, kind->flinfo,
+							 submitter,
+							 PointerGetDatum(construct_array(items, n, JSONBOID, -1, false,
+															 TYPALIGN_INT)),
+							 &isnull);
+	if (!isnull)
+	{
+		results = DatumGetArrayTypeP(result);
+		if (ARR_NDIM(results) <= 1)
+			deconstruct_array(results, JSONBOID, -1, false, TYPALIGN_INT,
+							  &elems, &elem_nulls, &nelems);
 	}
+	if (nelems != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg_plural("the handler of batch kind \"%s\" returned %d results for a group of %d item",
+							   "the handler of batch kind \"%s\" returned %d results for a group of %d items",
+							   n, kind->name, Max(nelems, 0), n),
+				 errdetail("A grouped handler returns an array with one result per item, in order.")));
+	for (int i = 0; i < n; i++)
+		out[i].result = elem_nulls[i] ? NULL : DatumGetJsonbPCopy(elems[i]);
 }
 
 /*
