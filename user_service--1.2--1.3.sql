@@ -7,15 +7,9 @@
 -- primary key or replica identity makes every UPDATE and DELETE of it fail
 -- ("cannot update table ... because it does not have a replica identity"):
 -- after CREATE PUBLICATION ... FOR ALL TABLES the workers could not record a
--- single item.  These three tables have no key on purpose (batch_items:
--- (batch_id, item) is unique by construction, and a unique index would be a
--- second b-tree per submitted item; the other two are append-only counters),
--- so they get REPLICA IDENTITY FULL, which costs nothing below
--- wal_level = logical.  Under logical, an update or delete logs the old row
--- in full, and a PostgreSQL 15 subscriber finds it by scanning the table:
--- fine for the two small counter tables, slow for a big batch_items.  See
--- the README ("Logical replication") for what to publish.
-ALTER TABLE user_service.batch_items REPLICA IDENTITY FULL;
+-- single item.  These two tables have no key on purpose (append-only
+-- counters), so they get REPLICA IDENTITY FULL, which costs nothing below
+-- wal_level = logical.  (The items, at the end of this script, get a key.)
 ALTER TABLE user_service.batch_progress REPLICA IDENTITY FULL;
 ALTER TABLE user_service.user_count_deltas REPLICA IDENTITY FULL;
 
@@ -732,9 +726,6 @@ COMMENT ON COLUMN user_service.stats.workers_idle IS 'background workers of this
 -- The kinds are no longer a fixed list: submit_batch checks them.
 ALTER TABLE user_service.batch_jobs DROP CONSTRAINT batch_jobs_kind_check;
 
--- What a registered kind's handler returned for an item.
-ALTER TABLE user_service.batch_items ADD COLUMN result jsonb;
-
 CREATE TABLE user_service.registered_kinds (
     kind                text        PRIMARY KEY CHECK (kind ~ '^[a-z][a-z0-9_]{0,47}$'),
     grouped             boolean     NOT NULL,
@@ -813,3 +804,71 @@ REVOKE ALL ON FUNCTION user_service.register_batch_kind(text, regprocedure, int,
     user_service.unregister_batch_kind(text) FROM PUBLIC;
 REVOKE ALL ON user_service.batch_kinds FROM PUBLIC;
 COMMENT ON INDEX user_service.registered_kinds_pkey IS 'registered kinds by name';
+
+-- ---------------------------------------------------------------------
+-- Items in chunks (src/batch_submit.c, src/batch_run.c).  A batch's items
+-- are stored a chunk to a row: up to 100 consecutive items of a kind that
+-- hashes nothing, one item of a kind that hashes (each is a claim of its
+-- own, so that concurrency bounds the hashes in flight).  A worker claims
+-- a chunk with one row lock and records its items' outcomes with one
+-- update, where one row per item cost a row lock and a new row version
+-- per item: three times the work of applying a cheap item.  Item i of the
+-- chunk is element i of each array (status, payload, ...); pending counts
+-- its pending items and due is when the first of those may be tried (NULL:
+-- now).  The view user_service.batch_items shows the items one per row,
+-- as the table of that name did up to 1.2.
+-- ---------------------------------------------------------------------
+CREATE TABLE user_service.batch_chunks (
+    batch_id    bigint        NOT NULL,
+    first_item  int           NOT NULL CHECK (first_item >= 1),
+    pending     int           NOT NULL CHECK (pending >= 0),
+    due         timestamptz,
+    status      text[]        NOT NULL,
+    payload     jsonb[]       NOT NULL,
+    attempts    int[]         NOT NULL,
+    not_before  timestamptz[],
+    user_id     bigint[],
+    sqlstate    text[],
+    error       text[],
+    finished_at timestamptz[],
+    result      jsonb[],
+    PRIMARY KEY (batch_id, first_item)
+);
+-- What claiming and the completion check use: the chunks with pending items.
+CREATE INDEX batch_chunks_pending ON user_service.batch_chunks (batch_id, first_item)
+    WHERE pending > 0;
+COMMENT ON TABLE user_service.batch_chunks IS
+    'items of the batches, a chunk of consecutive items per row (see the view user_service.batch_items)';
+COMMENT ON INDEX user_service.batch_chunks_pkey IS 'chunks by batch and first item';
+COMMENT ON INDEX user_service.batch_chunks_pending IS 'chunks with pending items';
+SELECT pg_catalog.pg_extension_config_dump('user_service.batch_chunks', '');
+REVOKE ALL ON user_service.batch_chunks FROM PUBLIC;
+
+-- The items of 1.2, a chunk each.
+INSERT INTO user_service.batch_chunks
+       (batch_id, first_item, pending, due, status, payload, attempts, not_before,
+        user_id, sqlstate, error, finished_at)
+SELECT batch_id, item, CASE WHEN status OPERATOR(pg_catalog.=) 'pending' THEN 1 ELSE 0 END,
+       CASE WHEN status OPERATOR(pg_catalog.=) 'pending' THEN not_before END,
+       ARRAY[status], ARRAY[payload], ARRAY[attempts], ARRAY[not_before],
+       ARRAY[user_id], ARRAY[sqlstate], ARRAY[error], ARRAY[finished_at]
+  FROM user_service.batch_items;
+ALTER EXTENSION user_service DROP TABLE user_service.batch_items;
+DROP TABLE user_service.batch_items;
+
+CREATE VIEW user_service.batch_items AS
+SELECT c.batch_id,
+       c.first_item OPERATOR(pg_catalog.+) (i.n OPERATOR(pg_catalog.-) 1)::int AS item,
+       i.status, i.payload, i.attempts, i.not_before, i.user_id, i.sqlstate, i.error,
+       i.finished_at, i.result
+  FROM user_service.batch_chunks c,
+       ROWS FROM (pg_catalog.unnest(c.status), pg_catalog.unnest(c.payload),
+                  pg_catalog.unnest(c.attempts), pg_catalog.unnest(c.not_before),
+                  pg_catalog.unnest(c.user_id), pg_catalog.unnest(c.sqlstate),
+                  pg_catalog.unnest(c.error), pg_catalog.unnest(c.finished_at),
+                  pg_catalog.unnest(c.result))
+            WITH ORDINALITY AS i(status, payload, attempts, not_before, user_id, sqlstate,
+                                 error, finished_at, result, n);
+COMMENT ON VIEW user_service.batch_items IS
+    'items of the batches, one per row: results and errors per item, never a password once finished';
+REVOKE ALL ON user_service.batch_items FROM PUBLIC;

@@ -40,45 +40,60 @@ SELECT user_service.submit_batch('delete_user', '[{"id": 1}]') IS NOT NULL AS su
 ROLLBACK;
 SELECT count(*) AS batches FROM user_service.batch_jobs;
 
--- Items are stored in bulk, the way COPY does: every item is in the table
--- with its number, its payload and nothing else, and in the index of pending
--- items (amcheck compares the index with every row), inside the submitting
+-- Items are stored in bulk, the way COPY does, a chunk of up to 100
+-- consecutive items to a row of batch_chunks (one item to a chunk for the
+-- kinds that hash): every item is in the table with its number, its payload
+-- and nothing else, every chunk in the index of chunks with pending items
+-- (amcheck compares the indexes with every row), inside the submitting
 -- transaction.
 CREATE EXTENSION IF NOT EXISTS amcheck;
 BEGIN;
 SELECT user_service.submit_batch('delete_user',
-    (SELECT jsonb_agg(jsonb_build_object('id', 1000000 + i)) FROM generate_series(1, 2500) i)) AS bulk \gset
+    (SELECT jsonb_agg(jsonb_build_object('id', 1000000 + i)) FROM generate_series(1, 2550) i)) AS bulk \gset
 SELECT count(*), count(DISTINCT item), min(item), max(item),
        bool_and(status = 'pending' AND attempts = 0 AND payload = jsonb_build_object('id', 1000000 + item)
                 AND not_before IS NULL AND user_id IS NULL AND sqlstate IS NULL AND error IS NULL
-                AND finished_at IS NULL) AS as_inserted
+                AND finished_at IS NULL AND result IS NULL) AS as_inserted
   FROM user_service.batch_items WHERE batch_id = :bulk;
-SELECT bt_index_check('user_service.batch_items_pending', true);
+SELECT count(*) AS chunks, min(first_item), max(first_item), sum(pending) AS pending,
+       bool_and(pending = cardinality(status) AND pending = cardinality(payload)
+                AND pending = cardinality(attempts) AND due IS NULL) AS whole,
+       string_agg(DISTINCT cardinality(status)::text, ',') AS sizes
+  FROM user_service.batch_chunks WHERE batch_id = :bulk;
+SELECT bt_index_check('user_service.batch_chunks_pending', true);
+SELECT bt_index_check('user_service.batch_chunks_pkey', true);
 SET LOCAL enable_seqscan = off;
 SET LOCAL enable_bitmapscan = off;
-SELECT count(*) AS found_through_the_index FROM user_service.batch_items
- WHERE batch_id = :bulk AND status = 'pending' AND item > 2400;
+SELECT count(*) AS found_through_the_index FROM user_service.batch_chunks
+ WHERE batch_id = :bulk AND pending > 0 AND first_item > 2400;
+SELECT user_service.submit_batch('set_password',
+    '[{"id": 1, "password": "p1 p1 p1 p1"}, {"id": 2, "password": "p2 p2 p2 p2"}]') AS hashing \gset
+SELECT first_item, cardinality(status) AS items FROM user_service.batch_chunks
+ WHERE batch_id = :hashing ORDER BY first_item;
 ROLLBACK;
 DROP EXTENSION amcheck;
 
 -- The bulk path keeps the table's constraints, and where somebody added a
--- trigger to the table, items take INSERT's path so that it fires.
+-- trigger to the table, chunks take INSERT's path so that it fires.
 BEGIN;
-ALTER TABLE user_service.batch_items ADD CONSTRAINT two_items_at_most CHECK (item <= 2) NOT VALID;
+ALTER TABLE user_service.batch_chunks ADD CONSTRAINT two_items_at_most CHECK (pending <= 2) NOT VALID;
 SELECT pg_temp.try($$SELECT user_service.submit_batch('delete_user', '[{"id": 1}, {"id": 2}, {"id": 3}]')$$);
 ROLLBACK;
-CREATE TABLE public.items_seen (batch_id bigint, item int);
+CREATE TABLE public.items_seen (batch_id bigint, first_item int, items int);
 CREATE FUNCTION public.item_seen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO public.items_seen VALUES (NEW.batch_id, NEW.item);
+    INSERT INTO public.items_seen VALUES (NEW.batch_id, NEW.first_item, cardinality(NEW.payload));
     RETURN NULL;
 END $$;
 BEGIN;
-CREATE TRIGGER item_seen AFTER INSERT ON user_service.batch_items
+CREATE TRIGGER item_seen AFTER INSERT ON user_service.batch_chunks
     FOR EACH ROW EXECUTE FUNCTION public.item_seen();
-SELECT user_service.submit_batch('delete_user', '[{"id": 1}, {"id": 2}, {"id": 3}]') AS seen \gset
-SELECT string_agg(item::text, ',' ORDER BY item) AS items_the_trigger_saw
+SELECT user_service.submit_batch('delete_user',
+    (SELECT jsonb_agg(jsonb_build_object('id', i)) FROM generate_series(1, 205) i)) AS seen \gset
+SELECT string_agg(first_item || ':' || items, ',' ORDER BY first_item) AS chunks_the_trigger_saw
   FROM public.items_seen WHERE batch_id = :seen;
+SELECT count(*), min(item), max(item), bool_and(payload = jsonb_build_object('id', item)) AS in_order
+  FROM user_service.batch_items WHERE batch_id = :seen;
 ROLLBACK;
 DROP TABLE public.items_seen;
 DROP FUNCTION public.item_seen();
@@ -185,17 +200,13 @@ SELECT kind, state, total, pending, running, succeeded, failed, cancelled, perce
 SELECT pg_temp.wait_for($$SELECT bool_and(state = 'idle') FROM user_service.workers$$) AS idle;
 SELECT state, batch_id, item FROM user_service.workers;
 
--- The BRIN index finds a batch's items, also where the summary of a block
--- range (after brin_summarize_new_values, every range has one, the last
--- one too) had to grow to take a new batch in.
-SELECT brin_summarize_new_values('user_service.batch_items_batch') AS ranges_summarized;
+-- The primary key finds a batch's chunks.
 BEGIN;
 SELECT user_service.submit_batch('delete_user',
     (SELECT jsonb_agg(jsonb_build_object('id', 2000000 + i)) FROM generate_series(1, 1000) i)) AS grown \gset
 SET LOCAL enable_seqscan = off;
-SET LOCAL enable_indexscan = off;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM user_service.batch_items WHERE batch_id = :grown;
-SELECT count(*) AS found_through_brin FROM user_service.batch_items WHERE batch_id = :grown;
+SELECT count(*) AS found_through_the_key FROM user_service.batch_items WHERE batch_id = :grown;
 ROLLBACK;
 
 -- the concurrency of a batch defaults to user_service.default_concurrency

@@ -94,7 +94,7 @@ SELECT what, pg_temp.import_hash(to_jsonb(h)) FROM (VALUES
     ('m=8, t=2^17', '$argon2id$v=19$m=8,t=131072,p=1$' || :'salt' || '$' || :'tag'),
     ('no version', '$argon2i$m=64,t=1,p=1$' || :'salt' || '$' || :'tag')
 ) AS t(what, h);
-DELETE FROM user_service.batch_items;
+DELETE FROM user_service.batch_chunks;
 DELETE FROM user_service.batch_jobs;
 
 -- Hashes made by another implementation (Python's argon2-cffi): argon2id
@@ -181,9 +181,9 @@ SELECT user_service.submit_batch('import_user', format($j$[
     {"name": "Later 1", "email": "later1@example.com", "password_hash": "$argon2id$v=19$m=64,t=1,p=1$%s$%s"},
     {"name": "Later 2", "email": "later2@example.com", "password_hash": "$argon2id$v=19$m=64,t=1,p=1$%s$%s"}
 ]$j$, :'salt', :'tag', :'salt', :'tag')::jsonb) AS b2 \gset
-UPDATE user_service.batch_items
-   SET payload = jsonb_set(payload, '{password_hash}', '"$argon2id$v=19$m=64,t=1,p=1$c2FsdA$c2FsdA"')
- WHERE batch_id = :b2 AND item = 1;
+UPDATE user_service.batch_chunks
+   SET payload[1] = jsonb_set(payload[1], '{password_hash}', '"$argon2id$v=19$m=64,t=1,p=1$c2FsdA$c2FsdA"')
+ WHERE batch_id = :b2 AND first_item = 1;
 SELECT user_service.process_batches() AS processed;
 SELECT item, status, sqlstate, error FROM user_service.batch_results(:b2);
 

@@ -110,7 +110,7 @@ BEGIN
     WHEN 'read hashes' THEN
         RETURN to_jsonb((SELECT array_agg(password_hash) FROM user_service.users));
     WHEN 'write jobs' THEN
-        UPDATE user_service.batch_items SET status = 'succeeded';
+        UPDATE user_service.batch_chunks SET pending = 0;
     WHEN 'new batch row' THEN
         INSERT INTO user_service.batch_jobs (kind, concurrency, total, submitted_by)
         VALUES ('delete_user', 1, 1, 10);

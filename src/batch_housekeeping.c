@@ -56,6 +56,13 @@ static UsStatement us_mark_finished = {
  * saw many pending items, expecting an early match.
  */
 static UsStatement us_pending_left = {
+	"SELECT first_item FROM user_service.batch_chunks"
+	" WHERE batch_id = $1 AND pending > 0 ORDER BY first_item LIMIT 1",
+	1, {INT8OID}
+};
+
+/* The same under a schema older than 1.3, an item to a row. */
+static UsStatement us_pending_left_12 = {
 	"SELECT item FROM user_service.batch_items"
 	" WHERE batch_id = $1 AND status = 'pending' ORDER BY item LIMIT 1",
 	1, {INT8OID}
@@ -89,6 +96,11 @@ static UsStatement us_purge_jobs = {
 };
 
 static UsStatement us_purge_items = {
+	"DELETE FROM user_service.batch_chunks WHERE batch_id = ANY ($1)",
+	1, {INT8ARRAYOID}, NULL, CURSOR_OPT_CUSTOM_PLAN
+};
+
+static UsStatement us_purge_items_12 = {
 	"DELETE FROM user_service.batch_items WHERE batch_id = ANY ($1)",
 	1, {INT8ARRAYOID}, NULL, CURSOR_OPT_CUSTOM_PLAN
 };
@@ -177,7 +189,7 @@ us_batch_note_finished(int64 batch_id)
  *		Is the extension, at a version with the batch engine, installed in
  *		this database, and are its batches this database's own?  For the
  *		workers, which wait quietly until it is.  A database that subscribes
- *		to batch_items (a logical replica, or a partition being moved here)
+ *		to batch_chunks (a logical replica, or a partition being moved here)
  *		holds the publisher's batches: its workers leave them alone, or items
  *		would be applied on both sides.
  */
@@ -185,12 +197,17 @@ bool
 us_batches_run_here(void)
 {
 	Oid			nsp;
+	Oid			items;
 
 	if (!OidIsValid(get_extension_oid("user_service", true)))
 		return false;
 	nsp = get_namespace_oid("user_service", true);
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("batch_jobs", nsp)) &&
-		!us_rel_subscribed(get_relname_relid("batch_items", nsp));
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("batch_jobs", nsp)))
+		return false;
+	items = get_relname_relid("batch_chunks", nsp);
+	if (!OidIsValid(items))
+		items = get_relname_relid("batch_items", nsp);	/* before 1.3 */
+	return !us_rel_subscribed(items);
 }
 
 /*
@@ -208,7 +225,8 @@ us_mark_batch_finished(int64 batch_id)
 	bool		marked;
 
 	us_spi_begin(&saved);
-	us_spi_run(&us_pending_left, args, NULL, true, 1);
+	us_spi_run(OidIsValid(us_catalog()->batch_chunks_relid) ?
+			   &us_pending_left : &us_pending_left_12, args, NULL, true, 1);
 	if (SPI_processed > 0)
 		marked = false;			/* others are still at it, or retries are due */
 	else
@@ -245,7 +263,8 @@ us_purge_batches(void)
 			ids[i] = us_spi_value(i, 1, &isnull);
 		idarray[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
 													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		us_spi_run(&us_purge_items, idarray, NULL, false, 0);
+		us_spi_run(OidIsValid(us_catalog()->batch_chunks_relid) ?
+				   &us_purge_items : &us_purge_items_12, idarray, NULL, false, 0);
 		us_spi_run(&us_purge_progress, idarray, NULL, false, 0);
 	}
 	us_compact_user_count();

@@ -60,9 +60,39 @@ static UsStatement us_open_batches = {
 };
 
 /*
- * Items are claimed in input order, from item $3 on: see us_claim.
+ * Chunks are claimed in input order, from the chunk after item $2 on: see
+ * us_claim.  One whose pending items all wait for a retry is due later.
  */
-static UsStatement us_claim_items = {
+static UsStatement us_claim_chunk = {
+	"SELECT ctid, first_item, status, payload, attempts, not_before, user_id, sqlstate, error,"
+	"       finished_at, result"
+	"  FROM user_service.batch_chunks"
+	" WHERE batch_id = $1 AND pending > 0 AND first_item > $2"
+	"   AND (due IS NULL OR due <= clock_timestamp())"
+	" ORDER BY first_item LIMIT 1 FOR UPDATE SKIP LOCKED",
+	2, {INT8OID, INT4OID}
+};
+
+/*
+ * A chunk's outcomes, written over the row version the claim locked (its
+ * ctid, which nothing else can change while we hold the lock): a TID scan.
+ */
+static UsStatement us_record_chunk = {
+	"UPDATE user_service.batch_chunks"
+	"   SET pending = $2, due = $3, status = $4, payload = coalesce($5, payload), attempts = $6,"
+	"       not_before = $7, user_id = $8, sqlstate = $9, error = $10, finished_at = $11,"
+	"       result = $12"
+	" WHERE ctid = $1",
+	12, {TIDOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID, JSONBARRAYOID, INT4ARRAYOID,
+		TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	JSONBARRAYOID}
+};
+
+/*
+ * Under a schema older than 1.3, an item is a row of batch_items: items
+ * are claimed in input order, from item $3 on.
+ */
+static UsStatement us_claim_items_12 = {
 	"SELECT item, payload, attempts, ctid FROM user_service.batch_items"
 	" WHERE batch_id = $1 AND status = 'pending' AND item > $3"
 	"   AND (not_before IS NULL OR not_before <= clock_timestamp())"
@@ -71,27 +101,13 @@ static UsStatement us_claim_items = {
 };
 
 /*
- * The group's items are found by the row versions the claim locked (their
- * ctids, which nothing else can change while we hold the locks): a TID scan,
- * whatever the planner believes about the table.  Joined on item instead,
- * a plan made from statistics of an empty table would walk every pending
- * item of the batch for each item of the group.
+ * Under a schema older than 1.3, the group's items are found by the row
+ * versions the claim locked (their ctids, which nothing else can change
+ * while we hold the locks): a TID scan, whatever the planner believes about
+ * the table.  Joined on item instead, a plan made from statistics of an
+ * empty table would walk every pending item of the batch for each item of
+ * the group.
  */
-static UsStatement us_record_items = {
-	"UPDATE user_service.batch_items i"
-	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
-	"       sqlstate = r.sqlstate, error = r.error, not_before = r.not_before,"
-	"       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,"
-	"       payload = COALESCE(r.payload, i.payload), result = r.result"
-	"  FROM unnest($1::tid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[],"
-	"              $7::jsonb[], $8::jsonb[])"
-	"       AS r(tid, status, user_id, sqlstate, error, not_before, payload, result)"
-	" WHERE i.ctid = ANY ($1) AND i.ctid = r.tid",
-	8, {TIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID, JSONBARRAYOID}
-};
-
-/* The same under a schema older than 1.3, whose items have no result. */
 static UsStatement us_record_items_12 = {
 	"UPDATE user_service.batch_items i"
 	"   SET status = r.status, attempts = i.attempts + 1, user_id = r.user_id,"
@@ -192,14 +208,16 @@ typedef struct UsClaimHint
 } UsClaimHint;
 
 static HTAB *us_hints = NULL;
-static Oid	us_hints_relid = InvalidOid;	/* the batch_items they are of */
+static Oid	us_hints_relid = InvalidOid;	/* the table of items they are of */
 
 static UsClaimHint *
 us_hint_for(int64 batch_id, bool create)
 {
 	bool		found;
 	UsClaimHint *hint;
-	Oid			relid = get_relname_relid("batch_items", us_catalog()->namespace_oid);
+	Oid			relid = OidIsValid(us_catalog()->batch_chunks_relid) ?
+		us_catalog()->batch_chunks_relid :
+		get_relname_relid("batch_items", us_catalog()->namespace_oid);
 
 	/*
 	 * Batch ids start again at 1 when the extension is created again: the
@@ -231,46 +249,232 @@ us_hint_for(int64 batch_id, bool create)
 }
 
 /*
- * us_claim
- *		Claim up to want pending items of a batch, from the hint on, then
- *		from the start if that found none.  Leaves them in SPI_tuptable.
+ * A claimed group: the items' numbers, payloads and attempts so far, and
+ * where they are stored.  From 1.3 the group is (part of) one chunk, whose
+ * columns are kept here element by element (cols[c][i] is column c of the
+ * chunk's item i) to be written back with the group's outcomes; under an
+ * older schema each item is a row, found again by its row version.
+ */
+enum
+{
+	US_C_STATUS,
+	US_C_PAYLOAD,
+	US_C_ATTEMPTS,
+	US_C_NOT_BEFORE,
+	US_C_USER_ID,
+	US_C_SQLSTATE,
+	US_C_ERROR,
+	US_C_FINISHED_AT,
+	US_C_RESULT,
+	US_C_NCOLS
+};
+
+/* The element types of those columns, in that order. */
+static const struct
+{
+	Oid			type;
+	int16		len;
+	bool		byval;
+	char		align;
+}			us_chunk_elem[US_C_NCOLS] = {
+	{TEXTOID, -1, false, TYPALIGN_INT},
+	{JSONBOID, -1, false, TYPALIGN_INT},
+	{INT4OID, sizeof(int32), true, TYPALIGN_INT},
+	{TIMESTAMPTZOID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	{INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	{TEXTOID, -1, false, TYPALIGN_INT},
+	{TEXTOID, -1, false, TYPALIGN_INT},
+	{TIMESTAMPTZOID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	{JSONBOID, -1, false, TYPALIGN_INT},
+};
+
+typedef struct UsClaim
+{
+	int			n;
+	int32	   *itemnos;
+	Jsonb	  **payloads;
+	int32	   *attempts;
+	SPITupleTable *rows;		/* what the claim returned */
+	/* under a schema older than 1.3 */
+	ItemPointerData *tids;		/* each item's row version */
+	/* from 1.3 */
+	ItemPointerData chunk;		/* the chunk's row version */
+	int			len;			/* items in the chunk */
+	int		   *pos;			/* claimed item k is the chunk's item pos[k] */
+	Datum	   *cols[US_C_NCOLS];
+	bool	   *nulls[US_C_NCOLS];
+	ArrayType  *payload_array;	/* the chunk's payloads, as read */
+} UsClaim;
+
+static bool
+us_text_is(Datum d, const char *s)
+{
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = strlen(s);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/*
+ * us_claim_rows_12
+ *		Under a schema older than 1.3: claim up to want pending items of a
+ *		batch, a row each, from the hint on, then from the start if that
+ *		found none.
  */
 static int
-us_claim(int64 batch_id, int want)
+us_claim_rows_12(int64 batch_id, int want, UsClaim *c)
 {
 	Datum		args[3];
 	UsClaimHint *hint = us_hint_for(batch_id, false);
 	int32		from = hint ? hint->item : 0;
 	int			n;
+	bool		isnull;
 
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int32GetDatum(want);
 	args[2] = Int32GetDatum(from);
-	us_spi_run(&us_claim_items, args, NULL, false, 0);
+	us_spi_run(&us_claim_items_12, args, NULL, false, 0);
 	n = (int) SPI_processed;
 	if (n == 0 && from > 0)
 	{
 		SPI_freetuptable(SPI_tuptable);
 		args[2] = Int32GetDatum(0);
-		us_spi_run(&us_claim_items, args, NULL, false, 0);
+		us_spi_run(&us_claim_items_12, args, NULL, false, 0);
 		n = (int) SPI_processed;
 	}
-	if (n > 0)
-	{
-		bool		isnull;
+	c->rows = SPI_tuptable;
+	c->n = n;
+	if (n == 0)
+		return 0;
 
-		if (hint == NULL)
-			hint = us_hint_for(batch_id, true);
-		hint->item = DatumGetInt32(us_spi_value(n - 1, 1, &isnull));
+	if (hint == NULL)
+		hint = us_hint_for(batch_id, true);
+	hint->item = DatumGetInt32(us_spi_value(n - 1, 1, &isnull));
+
+	c->itemnos = palloc(sizeof(int32) * n);
+	c->payloads = palloc0(sizeof(Jsonb *) * n);
+	c->attempts = palloc(sizeof(int32) * n);
+	c->tids = palloc(sizeof(ItemPointerData) * n);
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = c->rows->vals[i];
+		TupleDesc	desc = c->rows->tupdesc;
+
+		c->itemnos[i] = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		c->payloads[i] = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
+		c->attempts[i] = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		c->tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull));
 	}
 	return n;
+}
+
+/*
+ * us_claim_chunk_items
+ *		Claim the first chunk of a batch with items due (from the hint on,
+ *		then from the start if that found none), and take up to want of its
+ *		due pending items.
+ */
+static int
+us_claim_chunk_items(int64 batch_id, int want, UsClaim *c)
+{
+	Datum		args[2];
+	UsClaimHint *hint = us_hint_for(batch_id, false);
+	int32		from = hint ? hint->item : 0;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	int32		first_item;
+	TimestampTz now;
+	int			due = 0;
+
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = Int32GetDatum(from);
+	us_spi_run(&us_claim_chunk, args, NULL, false, 0);
+	if (SPI_processed == 0 && from > 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		args[1] = Int32GetDatum(0);
+		us_spi_run(&us_claim_chunk, args, NULL, false, 0);
+	}
+	c->rows = SPI_tuptable;
+	c->n = 0;
+	if (SPI_processed == 0)
+		return 0;
+
+	tup = c->rows->vals[0];
+	desc = c->rows->tupdesc;
+	c->chunk = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull));
+	first_item = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+
+	/* the chunk's columns, element by element; status says how many items */
+	c->len = 0;
+	for (int col = 0; col < US_C_NCOLS; col++)
+	{
+		Datum		d = SPI_getbinval(tup, desc, 3 + col, &isnull);
+		Datum	   *vals = NULL;
+		bool	   *nulls = NULL;
+		int			nelems = 0;
+
+		if (!isnull)
+		{
+			ArrayType  *array = DatumGetArrayTypeP(d);
+
+			deconstruct_array(array, us_chunk_elem[col].type, us_chunk_elem[col].len,
+							  us_chunk_elem[col].byval, us_chunk_elem[col].align,
+							  &vals, &nulls, &nelems);
+			if (col == US_C_PAYLOAD)
+				c->payload_array = array;
+		}
+		if (col == US_C_STATUS)
+			c->len = nelems;
+		/* a missing or short array is items with nothing in that column */
+		c->cols[col] = palloc0(sizeof(Datum) * c->len);
+		c->nulls[col] = palloc(sizeof(bool) * c->len);
+		for (int i = 0; i < c->len; i++)
+		{
+			c->nulls[col][i] = i >= nelems || nulls[i];
+			if (!c->nulls[col][i])
+				c->cols[col][i] = vals[i];
+		}
+	}
+
+	c->itemnos = palloc(sizeof(int32) * c->len);
+	c->payloads = palloc0(sizeof(Jsonb *) * c->len);
+	c->attempts = palloc(sizeof(int32) * c->len);
+	c->pos = palloc(sizeof(int) * c->len);
+	now = GetCurrentTimestamp();
+	for (int i = 0; i < c->len; i++)
+	{
+		if (c->nulls[US_C_STATUS][i] || !us_text_is(c->cols[US_C_STATUS][i], "pending") ||
+			c->nulls[US_C_PAYLOAD][i] ||
+			(!c->nulls[US_C_NOT_BEFORE][i] &&
+			 DatumGetTimestampTz(c->cols[US_C_NOT_BEFORE][i]) > now))
+			continue;
+		due++;
+		if (c->n == want)
+			continue;
+		c->pos[c->n] = i;
+		c->itemnos[c->n] = first_item + i;
+		c->payloads[c->n] = DatumGetJsonbP(c->cols[US_C_PAYLOAD][i]);
+		c->attempts[c->n] = c->nulls[US_C_ATTEMPTS][i] ? 0 :
+			DatumGetInt32(c->cols[US_C_ATTEMPTS][i]);
+		c->n++;
+	}
+
+	/*
+	 * The next claim starts after this chunk, unless it has due items that
+	 * this group leaves (a process_batches asked for fewer).
+	 */
+	if (hint == NULL)
+		hint = us_hint_for(batch_id, true);
+	hint->item = due > c->n ? first_item - 1 : first_item;
+	return c->n;
 }
 
 /* The outcome of one item. */
 typedef struct UsItemResult
 {
 	int32		item;
-	ItemPointerData tid;		/* the claimed row version */
 	const char *status;			/* succeeded, failed, or pending (retry) */
 	int64		user_id;
 	bool		has_user_id;
@@ -443,13 +647,14 @@ us_process_group_at_once(const UsKindSpec *kind, Oid submitter, Jsonb **payloads
 }
 
 /*
- * us_record_results
- *		Write the group's outcomes to its items, and its counts as one
- *		progress row (inserted: concurrent groups never wait on each other).
+ * us_record_rows_12
+ *		Under a schema older than 1.3: write the group's outcomes to its
+ *		items' rows.
  */
 static void
-us_record_results(int64 batch_id, UsItemResult *res, int n)
+us_record_rows_12(UsClaim *c, UsItemResult *res)
 {
+	int			n = c->n;
 	Datum	   *tids = palloc(sizeof(Datum) * n);
 	Datum	   *status = palloc(sizeof(Datum) * n);
 	Datum	   *user_ids = palloc(sizeof(Datum) * n);
@@ -461,24 +666,15 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 	bool	   *nb_nulls = palloc(sizeof(bool) * n);
 	Datum	   *scrubbed = palloc(sizeof(Datum) * n);
 	bool	   *scrubbed_nulls = palloc(sizeof(bool) * n);
-	Datum	   *results = palloc(sizeof(Datum) * n);
-	bool	   *result_nulls = palloc(sizeof(bool) * n);
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
-	int32		succeeded = 0;
-	int32		failed = 0;
-	Datum		args[8];
+	Datum		args[7];
 
 	for (int i = 0; i < n; i++)
 	{
-		bool		pending = strcmp(res[i].status, "pending") == 0;
-
 		scrubbed[i] = JsonbPGetDatum(res[i].scrubbed);
 		scrubbed_nulls[i] = res[i].scrubbed == NULL;
-		results[i] = JsonbPGetDatum(res[i].result);
-		result_nulls[i] = res[i].result == NULL;
-
-		tids[i] = PointerGetDatum(&res[i].tid);
+		tids[i] = PointerGetDatum(&c->tids[i]);
 		status[i] = CStringGetTextDatum(res[i].status);
 		user_ids[i] = Int64GetDatum(res[i].user_id);
 		user_nulls[i] = !res[i].has_user_id;
@@ -486,11 +682,7 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 		errors[i] = res[i].error ? CStringGetTextDatum(res[i].error) : (Datum) 0;
 		err_nulls[i] = res[i].error == NULL;
 		not_before[i] = TimestampTzGetDatum(res[i].not_before);
-		nb_nulls[i] = !pending;
-		if (strcmp(res[i].status, "succeeded") == 0)
-			succeeded++;
-		else if (!pending)
-			failed++;
+		nb_nulls[i] = strcmp(res[i].status, "pending") != 0;
 	}
 
 	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
@@ -507,15 +699,141 @@ us_record_results(int64 batch_id, UsItemResult *res, int n)
 												 TYPALIGN_DOUBLE));
 	args[6] = PointerGetDatum(construct_md_array(scrubbed, scrubbed_nulls, 1, dims, lbs,
 												 JSONBOID, -1, false, TYPALIGN_INT));
-	args[7] = PointerGetDatum(construct_md_array(results, result_nulls, 1, dims, lbs,
-												 JSONBOID, -1, false, TYPALIGN_INT));
-	us_spi_run(OidIsValid(us_catalog()->registered_kinds_relid) ?
-			   &us_record_items : &us_record_items_12, args, NULL, false, 0);
+	us_spi_run(&us_record_items_12, args, NULL, false, 0);
+}
 
+/* Column col of a chunk as an array, or NULL when no item has a value. */
+static Datum
+us_chunk_array(UsClaim *c, int col, bool *isnull)
+{
+	int			dims[1] = {c->len};
+	int			lbs[1] = {1};
+
+	*isnull = true;
+	for (int i = 0; i < c->len && *isnull; i++)
+		*isnull = c->nulls[col][i];
+	if (*isnull)
+		return (Datum) 0;
+	return PointerGetDatum(construct_md_array(c->cols[col], c->nulls[col], 1, dims, lbs,
+											  us_chunk_elem[col].type, us_chunk_elem[col].len,
+											  us_chunk_elem[col].byval,
+											  us_chunk_elem[col].align));
+}
+
+/*
+ * us_record_chunk_items
+ *		Write the group's outcomes into its chunk: one new row version for
+ *		the whole group, with the chunk's count of pending items and when
+ *		the first of them is due.  Returns the payloads written (when some
+ *		were scrubbed), for the caller to zero.
+ */
+static ArrayType *
+us_record_chunk_items(UsClaim *c, UsItemResult *res)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz clock = GetCurrentTimestamp();
+	bool		scrubbed = false;
+	bool		due_now = false;
+	TimestampTz due = 0;
+	int32		pending = 0;
+	Datum		args[12];
+	char		nulls[12];
+	ArrayType  *payloads = NULL;
+
+	for (int k = 0; k < c->n; k++)
+	{
+		int			i = c->pos[k];
+		UsItemResult *r = &res[k];
+		bool		retry = strcmp(r->status, "pending") == 0;
+
+#define US_SET(col, isnull, value) \
+		(c->nulls[col][i] = (isnull), c->cols[col][i] = (isnull) ? (Datum) 0 : (value))
+		US_SET(US_C_STATUS, false, CStringGetTextDatum(r->status));
+		US_SET(US_C_ATTEMPTS, false, Int32GetDatum(c->attempts[k] + 1));
+		US_SET(US_C_NOT_BEFORE, !retry, TimestampTzGetDatum(r->not_before));
+		US_SET(US_C_USER_ID, !r->has_user_id, Int64GetDatum(r->user_id));
+		US_SET(US_C_SQLSTATE, r->sqlstate == NULL, CStringGetTextDatum(r->sqlstate ? r->sqlstate : ""));
+		US_SET(US_C_ERROR, r->error == NULL, CStringGetTextDatum(r->error ? r->error : ""));
+		US_SET(US_C_FINISHED_AT, retry, TimestampTzGetDatum(now));
+		US_SET(US_C_RESULT, r->result == NULL, JsonbPGetDatum(r->result));
+#undef US_SET
+		if (r->scrubbed != NULL)
+		{
+			c->cols[US_C_PAYLOAD][i] = JsonbPGetDatum(r->scrubbed);
+			scrubbed = true;
+		}
+	}
+
+	for (int i = 0; i < c->len; i++)
+	{
+		TimestampTz nb;
+
+		if (c->nulls[US_C_STATUS][i] || !us_text_is(c->cols[US_C_STATUS][i], "pending"))
+			continue;
+		pending++;
+		if (c->nulls[US_C_NOT_BEFORE][i] ||
+			(nb = DatumGetTimestampTz(c->cols[US_C_NOT_BEFORE][i])) <= clock)
+			due_now = true;
+		else if (due == 0 || nb < due)
+			due = nb;
+	}
+
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = PointerGetDatum(&c->chunk);
+	args[1] = Int32GetDatum(pending);
+	args[2] = TimestampTzGetDatum(due);
+	if (pending == 0 || due_now)
+		nulls[2] = 'n';
+	for (int col = 0; col < US_C_NCOLS; col++)
+	{
+		bool		isnull;
+		int			arg = 3 + col;	/* $4 on, in the order of the columns */
+
+		if (col == US_C_PAYLOAD && !scrubbed)
+		{
+			nulls[arg] = 'n';	/* kept as it is */
+			continue;
+		}
+		args[arg] = us_chunk_array(c, col, &isnull);
+		if (isnull)
+			nulls[arg] = 'n';
+		if (col == US_C_PAYLOAD && !isnull)
+			payloads = DatumGetArrayTypeP(args[arg]);
+	}
+	us_spi_run(&us_record_chunk, args, nulls, false, 0);
+	return payloads;
+}
+
+/*
+ * us_record_results
+ *		Write the group's outcomes to its items, and its counts as one
+ *		progress row (inserted: concurrent groups never wait on each other).
+ */
+static ArrayType *
+us_record_results(int64 batch_id, UsClaim *c, UsItemResult *res)
+{
+	int32		succeeded = 0;
+	int32		failed = 0;
+	Datum		args[3];
+	ArrayType  *written = NULL;
+
+	if (c->pos != NULL)
+		written = us_record_chunk_items(c, res);
+	else
+		us_record_rows_12(c, res);
+
+	for (int i = 0; i < c->n; i++)
+	{
+		if (strcmp(res[i].status, "succeeded") == 0)
+			succeeded++;
+		else if (strcmp(res[i].status, "pending") != 0)
+			failed++;
+	}
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int32GetDatum(succeeded);
 	args[2] = Int32GetDatum(failed);
 	us_spi_run(&us_insert_progress, args, NULL, false, 0);
+	return written;
 }
 
 /*
@@ -556,20 +874,23 @@ us_scrubbed_payload(const UsKindSpec *kind, Jsonb *payload)
  * us_forget_claimed
  *		Zero the claimed rows and the payloads taken out of them (a payload
  *		is a copy when its row holds it with a short header, compressed or
- *		out of line): what they held of passwords must not linger in freed
- *		memory once the items are done.
+ *		out of line; a chunk's payloads are one array, read and written
+ *		whole): what they held of passwords must not linger in freed memory
+ *		once the items are done.
  */
 static void
-us_forget_claimed(SPITupleTable *claimed, Jsonb **payloads, int n)
+us_forget_claimed(UsClaim *c, ArrayType *written)
 {
-	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	tup = claimed->vals[i];
-
-		if (payloads[i] != NULL)
-			explicit_bzero(payloads[i], VARSIZE(payloads[i]));
-		explicit_bzero(tup->t_data, tup->t_len);
-	}
+	if (c->payload_array != NULL)
+		explicit_bzero(c->payload_array, VARSIZE(c->payload_array));
+	else
+		for (int i = 0; i < c->n; i++)
+			if (c->payloads[i] != NULL)
+				explicit_bzero(c->payloads[i], VARSIZE(c->payloads[i]));
+	if (written != NULL)
+		explicit_bzero(written, VARSIZE(written));
+	for (uint64 i = 0; c->rows != NULL && i < c->rows->numvals; i++)
+		explicit_bzero(c->rows->vals[i]->t_data, c->rows->vals[i]->t_len);
 }
 
 /*
@@ -590,10 +911,8 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	int			want = us_kind_hashes(kind) ? 1 : Min(max_items, US_GROUP_MAX);
 	uint32		slot;
 	UsItemResult *res;
-	int32	   *itemnos;
-	int32	   *attempts;
-	Jsonb	  **payloads;
-	SPITupleTable *claimed;
+	UsClaim		c = {0};
+	ArrayType  *volatile written = NULL;
 	int			n;
 	Oid			temp_nsp;
 	Oid			temp_toast_nsp;
@@ -624,12 +943,12 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 		return 0;
 	}
 
-	n = us_claim(batch_id, want);
-	claimed = SPI_tuptable;
+	n = OidIsValid(us_catalog()->batch_chunks_relid) ?
+		us_claim_chunk_items(batch_id, want, &c) : us_claim_rows_12(batch_id, want, &c);
 	if (n == 0)
 	{
 		us_release_slot(batch_id, slot);
-		SPI_freetuptable(claimed);
+		SPI_freetuptable(c.rows);
 		/* nothing to take: the batch may be complete, have a look */
 		if (*check_batch == 0)
 			*check_batch = batch_id;
@@ -638,22 +957,11 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	}
 
 	res = palloc0(sizeof(UsItemResult) * n);
-	itemnos = palloc(sizeof(int32) * n);
-	attempts = palloc(sizeof(int32) * n);
-	payloads = palloc0(sizeof(Jsonb *) * n);
 	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	tup = claimed->vals[i];
-
-		itemnos[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 1, &isnull));
-		payloads[i] = DatumGetJsonbP(SPI_getbinval(tup, claimed->tupdesc, 2, &isnull));
-		attempts[i] = DatumGetInt32(SPI_getbinval(tup, claimed->tupdesc, 3, &isnull));
-		res[i].item = itemnos[i];
-		res[i].tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, claimed->tupdesc, 4, &isnull));
-	}
+		res[i].item = c.itemnos[i];
 
 	if (started != NULL)
-		started(arg, batch_id, us_kind_name(kind), itemnos, n, total);
+		started(arg, batch_id, us_kind_name(kind), c.itemnos, n, total);
 
 	/*
 	 * The next claim looks after this batch first, even if this group's
@@ -665,28 +973,28 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	PG_TRY();
 	{
 		if (n > 1 && us_kind_groups(kind))
-			us_process_group_at_once(kind, submitter, payloads, attempts, res, n);
+			us_process_group_at_once(kind, submitter, c.payloads, c.attempts, res, n);
 		else
 		{
 			for (int i = 0; i < n; i++)
 			{
 				CHECK_FOR_INTERRUPTS();
-				us_process_item(kind, submitter, payloads[i], attempts[i], &res[i]);
+				us_process_item(kind, submitter, c.payloads[i], c.attempts[i], &res[i]);
 			}
 		}
 		for (int i = 0; i < n; i++)
 			if (strcmp(res[i].status, "pending") != 0)
-				res[i].scrubbed = us_scrubbed_payload(kind, payloads[i]);
-		us_record_results(batch_id, res, n);
+				res[i].scrubbed = us_scrubbed_payload(kind, c.payloads[i]);
+		written = us_record_results(batch_id, &c, res);
 	}
 	PG_FINALLY();
 	{
 		/* the items' passwords: in the claimed rows and their detoasted copies */
-		us_forget_claimed(claimed, payloads, n);
+		us_forget_claimed(&c, written);
 	}
 	PG_END_TRY();
 	/* a pass over many batches must not pile up their claims */
-	SPI_freetuptable(claimed);
+	SPI_freetuptable(c.rows);
 	us_release_slot(batch_id, slot);
 
 	/*

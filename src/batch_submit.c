@@ -2,7 +2,7 @@
  *
  * batch_submit.c
  *		Storing a submission: the batch's row in batch_jobs, and its items
- *		in batch_items, written the way COPY FROM writes rows.
+ *		in batch_chunks, written the way COPY FROM writes rows.
  *
  * The whole submission is validated first (batch_kinds.c), so a malformed
  * one stores nothing.  Everything is written in the caller's transaction,
@@ -16,11 +16,11 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -36,13 +36,6 @@ static UsStatement us_insert_batch = {
 	"INSERT INTO user_service.batch_jobs (kind, concurrency, total, submitted_by)"
 	" VALUES ($1, $2, $3, $4) RETURNING id",
 	4, {TEXTOID, INT4OID, INT4OID, OIDOID}
-};
-
-/* The SQL way of storing a submission's items: see us_store_items. */
-static UsStatement us_insert_items = {
-	"INSERT INTO user_service.batch_items (batch_id, item, payload)"
-	" SELECT $1, e.o::int4, e.v FROM jsonb_array_elements($2) WITH ORDINALITY AS e(v, o)",
-	2, {INT8OID, JSONBOID}
 };
 
 void
@@ -62,126 +55,97 @@ us_batch_submit_init(void)
 }
 
 /*
- * Columns of user_service.batch_items (fixed by the install scripts), and
- * how many items go to the table at a time.
+ * Columns of user_service.batch_chunks (fixed by the install script), and
+ * how many chunks go to the table at a time.
  */
-#define Natts_batch_items			11
-#define Anum_batch_items_batch_id	1
-#define Anum_batch_items_item		2
-#define Anum_batch_items_status		3
-#define Anum_batch_items_payload	4
-#define Anum_batch_items_attempts	5
-#define US_ITEMS_PER_INSERT			1000
+#define Natts_batch_chunks			13
+#define Anum_batch_chunks_batch_id	1
+#define Anum_batch_chunks_first_item 2
+#define Anum_batch_chunks_pending	3
+#define Anum_batch_chunks_due		4
+#define Anum_batch_chunks_status	5
+#define Anum_batch_chunks_payload	6
+#define Anum_batch_chunks_attempts	7
+#define US_CHUNKS_PER_INSERT		1000
+#define US_ITEMS_PER_FLUSH			10000
+
+/* The SQL way of storing a submission's chunks: see us_store_items. */
+static UsStatement us_insert_chunks = {
+	"INSERT INTO user_service.batch_chunks (batch_id, first_item, pending, status, payload, attempts)"
+	" SELECT $1, min(e.o)::int4, count(*)::int4, array_agg('pending'::text), array_agg(e.v ORDER BY e.o),"
+	"        array_agg(0)"
+	"   FROM jsonb_array_elements($2) WITH ORDINALITY AS e(v, o)"
+	"  GROUP BY (e.o - 1) / $3",
+	3, {INT8OID, JSONBOID, INT4OID}
+};
+
+/* The same for a schema older than 1.3, which keeps an item to a row. */
+static UsStatement us_insert_items_12 = {
+	"INSERT INTO user_service.batch_items (batch_id, item, payload)"
+	" SELECT $1, e.o::int4, e.v FROM jsonb_array_elements($2) WITH ORDINALITY AS e(v, o)",
+	2, {INT8OID, JSONBOID}
+};
 
 /*
- * us_items_bulk_ok
- *		Whether the items may bypass INSERT: the table is the install script's
- *		plain table, and nobody added triggers, row-level security or columns
- *		(each of which INSERT honours and the bulk path would not).
+ * us_chunks_bulk_ok
+ *		Whether the chunks may bypass INSERT: the table is the install
+ *		script's plain table, and nobody added triggers, row-level security
+ *		or columns (each of which INSERT honours and the bulk path would not).
  */
 static bool
-us_items_bulk_ok(Relation rel)
+us_chunks_bulk_ok(Relation rel)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
+
 	return rel->rd_rel->relkind == RELKIND_RELATION &&
 		rel->trigdesc == NULL &&
 		!rel->rd_rel->relrowsecurity &&
-		RelationGetNumberOfAttributes(rel) == Natts_batch_items &&
-		TupleDescAttr(RelationGetDescr(rel), Anum_batch_items_payload - 1)->atttypid == JSONBOID;
+		RelationGetNumberOfAttributes(rel) == Natts_batch_chunks &&
+		TupleDescAttr(desc, Anum_batch_chunks_status - 1)->atttypid == TEXTARRAYOID &&
+		TupleDescAttr(desc, Anum_batch_chunks_payload - 1)->atttypid == JSONBARRAYOID &&
+		TupleDescAttr(desc, Anum_batch_chunks_attempts - 1)->atttypid == INT4ARRAYOID;
 }
 
 /*
- * How a submission's items reach the table (us_store_items).
- *
- * Every item of a submission has the same batch_id, the only column of the
- * BRIN index batch_items_batch.  A BRIN summary covers a range of heap
- * blocks, and adding a value that it already covers changes nothing (so
- * with every BRIN operator class: minmax, minmax-multi, inclusion, bloom).
- * So once the first item placed in a heap block has been indexed, the
- * block's other items need no entry in such an index: they go through
- * `rest`, the same result relation without the BRIN indexes on batch_id
- * alone.  That saves a revmap lookup and a summary comparison per item.
- * Heap tuples are written before their index entries, so a concurrent
- * summarization of the range finds them in the heap.
+ * Writes chunk rows the way COPY FROM does: heap tuples a batch at a time
+ * (table_multi_insert), then their index entries.
  */
-typedef struct UsItemWriter
+typedef struct UsChunkWriter
 {
-	ResultRelInfo *all;			/* with every index */
-	ResultRelInfo *rest;		/* the same without BRIN indexes on batch_id */
+	ResultRelInfo *rri;
 	EState	   *estate;
 	CommandId	cid;
 	BulkInsertState bistate;
-	BlockNumber last_block;		/* the heap block of the last item */
-} UsItemWriter;
-
-/* Is this a BRIN index on batch_id alone (one value per submission)? */
-static bool
-us_index_on_batch_id_brin(Relation index, IndexInfo *info)
-{
-	return index->rd_rel->relam == BRIN_AM_OID &&
-		info->ii_NumIndexAttrs == 1 &&
-		info->ii_IndexAttrNumbers[0] == Anum_batch_items_batch_id &&
-		info->ii_Expressions == NIL &&
-		info->ii_Predicate == NIL;
-}
+} UsChunkWriter;
 
 static void
-us_item_writer_init(UsItemWriter *w, Relation rel)
+us_chunk_writer_init(UsChunkWriter *w, Relation rel)
 {
-	ResultRelInfo *all = makeNode(ResultRelInfo);
-	ResultRelInfo *rest = makeNode(ResultRelInfo);
-	int			n = 0;
-
+	w->rri = makeNode(ResultRelInfo);
 	w->estate = CreateExecutorState();
-	InitResultRelInfo(all, rel, 0, NULL, 0);
-	ExecOpenIndices(all, false);
-
-	*rest = *all;
-	rest->ri_IndexRelationDescs = palloc(sizeof(Relation) * all->ri_NumIndices);
-	rest->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * all->ri_NumIndices);
-	for (int i = 0; i < all->ri_NumIndices; i++)
-	{
-		if (us_index_on_batch_id_brin(all->ri_IndexRelationDescs[i],
-									  all->ri_IndexRelationInfo[i]))
-			continue;
-		rest->ri_IndexRelationDescs[n] = all->ri_IndexRelationDescs[i];
-		rest->ri_IndexRelationInfo[n] = all->ri_IndexRelationInfo[i];
-		n++;
-	}
-	rest->ri_NumIndices = n;
-
-	w->all = all;
-	w->rest = rest;
+	InitResultRelInfo(w->rri, rel, 0, NULL, 0);
+	ExecOpenIndices(w->rri, false);
 	w->cid = GetCurrentCommandId(true);
 	w->bistate = GetBulkInsertState();
-	w->last_block = InvalidBlockNumber;
 }
 
 static void
-us_item_writer_end(UsItemWriter *w)
+us_chunk_writer_end(UsChunkWriter *w)
 {
 	FreeBulkInsertState(w->bistate);
-	table_finish_bulk_insert(w->all->ri_RelationDesc, 0);
-	ExecCloseIndices(w->all);
+	table_finish_bulk_insert(w->rri->ri_RelationDesc, 0);
+	ExecCloseIndices(w->rri);
 	FreeExecutorState(w->estate);
 }
 
-/*
- * us_flush_items
- *		Write the buffered items' heap tuples in one go, then their index
- *		entries, and empty the buffer.
- */
 static void
-us_flush_items(UsItemWriter *w, TupleTableSlot **slots, int n)
+us_flush_chunks(UsChunkWriter *w, TupleTableSlot **slots, int n)
 {
-	table_multi_insert(w->all->ri_RelationDesc, slots, n, w->cid, 0, w->bistate);
+	table_multi_insert(w->rri->ri_RelationDesc, slots, n, w->cid, 0, w->bistate);
 	for (int i = 0; i < n; i++)
 	{
-		BlockNumber block = ItemPointerGetBlockNumber(&slots[i]->tts_tid);
-
-		list_free(ExecInsertIndexTuples(block == w->last_block ? w->rest : w->all,
-										slots[i], w->estate,
+		list_free(ExecInsertIndexTuples(w->rri, slots[i], w->estate,
 										false, false, NULL, NIL));
-		w->last_block = block;
 		ResetPerTupleExprContext(w->estate);
 		ExecClearTuple(slots[i]);
 	}
@@ -190,81 +154,115 @@ us_flush_items(UsItemWriter *w, TupleTableSlot **slots, int n)
 /*
  * us_store_items
  *		Store a validated submission's items (between us_spi_begin and
- *		us_spi_end: as the table's owner) the way COPY FROM does: the rows
- *		are built here (item number, 'pending', no attempt yet), written a
- *		thousand at a time with table_multi_insert, and indexed with
- *		ExecInsertIndexTuples; CHECK and NOT NULL constraints are still
- *		checked.  This spares INSERT ... SELECT's per-row executor work and
- *		WAL record.  Where the table is not the one the install script made
- *		(see us_items_bulk_ok), the items take the SQL path instead.
+ *		us_spi_end: as the table's owner), chunk_size consecutive items to a
+ *		row of batch_chunks, every item pending with no attempt yet.  The
+ *		rows are built here and written as COPY FROM writes them
+ *		(table_multi_insert, ExecInsertIndexTuples; CHECK and NOT NULL
+ *		constraints still checked), which spares INSERT ... SELECT's
+ *		per-row executor work and WAL record.  Where the table is not the
+ *		one the install script made (see us_chunks_bulk_ok), the chunks take
+ *		the SQL path instead; under a schema older than 1.3, the items go to
+ *		its batch_items, a row each.
  */
 static void
-us_store_items(int64 batch_id, Jsonb *items, int count)
+us_store_items(int64 batch_id, Jsonb *items, int count, int chunk_size)
 {
-	Oid			relid = us_lookup_rel("batch_items", us_catalog()->namespace_oid);
+	Oid			relid = us_catalog()->batch_chunks_relid;
 	Relation	rel;
-	UsItemWriter w;
-	TupleTableSlot *slots[US_ITEMS_PER_INSERT];
-	MemoryContext itemcxt;
+	UsChunkWriter w;
+	TupleTableSlot *slots[US_CHUNKS_PER_INSERT];
+	MemoryContext chunkcxt;
 	MemoryContext oldcxt;
 	Datum		pending;
+	Datum	   *values;
+	Datum	   *statuses;
+	Datum	   *zeros;
 	int			nslots = 0;
 	int			nbuffered = 0;
+	int			items_buffered = 0;
 
-	rel = table_open(relid, RowExclusiveLock);
-	if (!us_items_bulk_ok(rel))
+	if (!OidIsValid(relid))
 	{
 		Datum		args[2] = {Int64GetDatum(batch_id), JsonbPGetDatum(items)};
 
+		us_spi_run(&us_insert_items_12, args, NULL, false, 0);
+		return;
+	}
+	rel = table_open(relid, RowExclusiveLock);
+	if (!us_chunks_bulk_ok(rel))
+	{
+		Datum		args[3] = {Int64GetDatum(batch_id), JsonbPGetDatum(items),
+		Int32GetDatum(chunk_size)};
+
 		table_close(rel, NoLock);
-		us_spi_run(&us_insert_items, args, NULL, false, 0);
+		us_spi_run(&us_insert_chunks, args, NULL, false, 0);
 		return;
 	}
 
-	us_item_writer_init(&w, rel);
+	us_chunk_writer_init(&w, rel);
 	pending = CStringGetTextDatum("pending");
-	itemcxt = AllocSetContextCreate(CurrentMemoryContext, "user_service items",
-									ALLOCSET_DEFAULT_SIZES);
-
-	for (int i = 0; i < count; i++)
+	values = palloc(sizeof(Datum) * chunk_size);
+	statuses = palloc(sizeof(Datum) * chunk_size);
+	zeros = palloc(sizeof(Datum) * chunk_size);
+	for (int i = 0; i < chunk_size; i++)
 	{
+		statuses[i] = pending;
+		zeros[i] = Int32GetDatum(0);
+	}
+	chunkcxt = AllocSetContextCreate(CurrentMemoryContext, "user_service chunks",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	for (int first = 0; first < count; first += chunk_size)
+	{
+		int			n = Min(chunk_size, count - first);
 		TupleTableSlot *slot;
-		JsonbValue *item;
 
 		if (nbuffered == nslots)
 			slots[nslots++] = table_slot_create(rel, NULL);
 		slot = slots[nbuffered++];
 
-		oldcxt = MemoryContextSwitchTo(itemcxt);
-		item = getIthJsonbValueFromContainer(&items->root, i);
-		slot->tts_values[Anum_batch_items_batch_id - 1] = Int64GetDatum(batch_id);
-		slot->tts_values[Anum_batch_items_item - 1] = Int32GetDatum(i + 1);
-		slot->tts_values[Anum_batch_items_status - 1] = pending;
-		slot->tts_values[Anum_batch_items_payload - 1] =
-			JsonbPGetDatum(JsonbValueToJsonb(item));
-		slot->tts_values[Anum_batch_items_attempts - 1] = Int32GetDatum(0);
-		/* the columns after attempts hold an item's outcome: none yet */
-		for (int a = 0; a < Natts_batch_items; a++)
-			slot->tts_isnull[a] = a >= Anum_batch_items_attempts;
+		oldcxt = MemoryContextSwitchTo(chunkcxt);
+		for (int i = 0; i < n; i++)
+		{
+			JsonbValue *item = getIthJsonbValueFromContainer(&items->root, first + i);
+
+			values[i] = JsonbPGetDatum(JsonbValueToJsonb(item));
+		}
+		slot->tts_values[Anum_batch_chunks_batch_id - 1] = Int64GetDatum(batch_id);
+		slot->tts_values[Anum_batch_chunks_first_item - 1] = Int32GetDatum(first + 1);
+		slot->tts_values[Anum_batch_chunks_pending - 1] = Int32GetDatum(n);
+		slot->tts_values[Anum_batch_chunks_status - 1] =
+			PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
+		slot->tts_values[Anum_batch_chunks_payload - 1] =
+			PointerGetDatum(construct_array(values, n, JSONBOID, -1, false, TYPALIGN_INT));
+		slot->tts_values[Anum_batch_chunks_attempts - 1] =
+			PointerGetDatum(construct_array(zeros, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		/* due, and the columns after attempts (the items' outcomes): none yet */
+		for (int a = 0; a < Natts_batch_chunks; a++)
+			slot->tts_isnull[a] = a == Anum_batch_chunks_due - 1 ||
+				a >= Anum_batch_chunks_attempts;
 		MemoryContextSwitchTo(oldcxt);
 		ExecStoreVirtualTuple(slot);
+		items_buffered += n;
 
 		if (rel->rd_att->constr)
-			ExecConstraints(w.all, slot, w.estate);
+			ExecConstraints(w.rri, slot, w.estate);
 
-		if (nbuffered == US_ITEMS_PER_INSERT || i == count - 1)
+		if (nbuffered == US_CHUNKS_PER_INSERT || items_buffered >= US_ITEMS_PER_FLUSH ||
+			first + n >= count)
 		{
 			CHECK_FOR_INTERRUPTS();
-			us_flush_items(&w, slots, nbuffered);
+			us_flush_chunks(&w, slots, nbuffered);
 			nbuffered = 0;
-			MemoryContextReset(itemcxt);
+			items_buffered = 0;
+			MemoryContextReset(chunkcxt);
 		}
 	}
 
 	for (int i = 0; i < nslots; i++)
 		ExecDropSingleTupleTableSlot(slots[i]);
-	MemoryContextDelete(itemcxt);
-	us_item_writer_end(&w);
+	MemoryContextDelete(chunkcxt);
+	us_chunk_writer_end(&w);
 	table_close(rel, NoLock);
 
 	/* What SPI does after a write: later commands see the rows. */
@@ -342,7 +340,7 @@ us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
 	us_spi_begin(&saved);
 	us_spi_run(&us_insert_batch, args, NULL, false, 0);
 	batch_id = DatumGetInt64(us_spi_value(0, 1, &isnull));
-	us_store_items(batch_id, items, count);
+	us_store_items(batch_id, items, count, us_kind_hashes(kind) ? 1 : US_GROUP_MAX);
 	us_spi_end(&saved);
 	return batch_id;
 }

@@ -97,7 +97,37 @@ static UsStatement us_select_results_12 = {
 	1, {INT8OID}
 };
 
+/*
+ * Cancel a batch's pending items.  A chunk that a worker holds is waited
+ * for, and the update then applies to the version the worker wrote.  Every
+ * pending item of a chunk is cancelled at once, so the items this cancel
+ * cancelled are the chunk's cancelled items finished now.
+ */
 static UsStatement us_cancel = {
+	"WITH c AS ("
+	"  UPDATE user_service.batch_chunks x"
+	"     SET (status, payload, finished_at) ="
+	"         (SELECT array_agg(CASE WHEN u.s = 'pending' THEN 'cancelled' ELSE u.s END ORDER BY u.o),"
+	"                 array_agg(CASE WHEN u.s <> 'pending' THEN u.p WHEN $2 THEN '{}'::jsonb"
+	"                                ELSE u.p - '{password,password_hash}'::text[] END ORDER BY u.o),"
+	"                 array_agg(CASE WHEN u.s = 'pending' THEN now() ELSE u.f END ORDER BY u.o)"
+	"            FROM ROWS FROM (unnest(x.status), unnest(x.payload), unnest(x.finished_at))"
+	"                 WITH ORDINALITY AS u(s, p, f, o)),"
+	"         pending = 0, due = NULL"
+	"   WHERE x.batch_id = $1 AND x.pending > 0"
+	"  RETURNING (SELECT count(*) FROM ROWS FROM (unnest(x.status), unnest(x.finished_at)) AS u(s, f)"
+	"              WHERE u.s = 'cancelled' AND u.f = now()) AS n),"
+	" n AS (SELECT coalesce(sum(c.n), 0)::int4 AS n FROM c),"
+	" g AS (INSERT INTO user_service.batch_progress (batch_id, at, cancelled)"
+	"       SELECT $1, clock_timestamp(), n.n FROM n WHERE n.n > 0)"
+	" UPDATE user_service.batch_jobs b"
+	"    SET cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END"
+	"   FROM n WHERE b.id = $1 RETURNING n.n",
+	2, {INT8OID, BOOLOID}
+};
+
+/* The same under a schema older than 1.3, an item to a row. */
+static UsStatement us_cancel_12 = {
 	"WITH c AS ("
 	"  UPDATE user_service.batch_items"
 	"     SET status = 'cancelled',"
@@ -344,7 +374,8 @@ cancel_batch(PG_FUNCTION_ARGS)
 	us_spi_run(&us_batch_kind, args, NULL, false, 0);
 	args[1] = BoolGetDatum(SPI_processed > 0 &&
 						   us_kind_secret_items(us_kind_of_batch(TextDatumGetCString(us_spi_value(0, 1, &isnull)))));
-	us_spi_run(&us_cancel, args, NULL, false, 0);
+	us_spi_run(OidIsValid(us_catalog()->batch_chunks_relid) ? &us_cancel : &us_cancel_12,
+			   args, NULL, false, 0);
 	if (SPI_processed == 0)
 		us_batch_not_found(batch_id);
 	n = DatumGetInt32(us_spi_value(0, 1, &isnull));
@@ -480,7 +511,7 @@ process_batches(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the batches of this database are replicated from another server"),
-				 errdetail("user_service.batch_items belongs to a subscription here."),
+				 errdetail("user_service.batch_chunks belongs to a subscription here."),
 				 errhint("Process them on the publisher, or drop the subscription first.")));
 
 	while (done < max_items)

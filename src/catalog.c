@@ -52,7 +52,9 @@ us_catalog_invalidate(Datum arg, Oid relid)
 	/* under a schema older than 1.3, any new relation may be one of 1.3's */
 	if (relid == InvalidOid || !OidIsValid(us_cat.shard_config_relid) ||
 		!OidIsValid(us_cat.registered_kinds_relid) ||
+		!OidIsValid(us_cat.batch_chunks_relid) ||
 		relid == us_cat.registered_kinds_relid ||
+		relid == us_cat.batch_chunks_relid ||
 		relid == us_cat.shard_config_relid ||
 		relid == us_cat.email_claims_relid ||
 		relid == us_cat.email_claims_pkey_relid ||
@@ -117,6 +119,7 @@ us_catalog(void)
 	cat.email_claims_relid = get_relname_relid("email_claims", cat.namespace_oid);
 	cat.email_claims_pkey_relid = get_relname_relid("email_claims_pkey", cat.namespace_oid);
 	cat.registered_kinds_relid = get_relname_relid("registered_kinds", cat.namespace_oid);
+	cat.batch_chunks_relid = get_relname_relid("batch_chunks", cat.namespace_oid);
 	cat.user_info_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 										  CStringGetDatum("user_info"),
 										  ObjectIdGetDatum(cat.namespace_oid));

@@ -29,6 +29,7 @@ typedef struct UsCatalog
 	Oid			email_claims_relid; /* InvalidOid before 1.3 */
 	Oid			email_claims_pkey_relid;
 	Oid			registered_kinds_relid; /* InvalidOid before 1.3 */
+	Oid			batch_chunks_relid; /* InvalidOid before 1.3 */
 	Oid			user_info_typid;
 	Oid			owner;			/* owner of user_service.users */
 } UsCatalog;
@@ -63,7 +64,7 @@ extern void us_spi_end(const UsSavedUser *saved);
  * backend's life.  It is analysed and run with pg_catalog alone on the
  * search_path (see us_spi_run), and names its tables schema-qualified.
  */
-#define US_MAX_ARGS 8
+#define US_MAX_ARGS 12
 typedef struct UsStatement
 {
 	const char *sql;

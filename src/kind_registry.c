@@ -87,8 +87,8 @@ static UsStatement us_delete_kind = {
 static UsStatement us_kind_busy = {
 	"SELECT EXISTS (SELECT FROM user_service.batch_jobs b"
 	"                WHERE b.kind = $1 AND b.finished_at IS NULL AND b.cancelled_at IS NULL"
-	"                  AND EXISTS (SELECT FROM user_service.batch_items i"
-	"                               WHERE i.batch_id = b.id AND i.status = 'pending'))",
+	"                  AND EXISTS (SELECT FROM user_service.batch_chunks c"
+	"                               WHERE c.batch_id = b.id AND c.pending > 0))",
 	1, {TEXTOID}
 };
 

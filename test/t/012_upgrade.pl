@@ -189,7 +189,7 @@ like($fresh, qr/^view stats /m, 'the listing has the view definitions');
 like($fresh, qr/^sequence users_id_seq bigint .* owned by user_service\.users\.id$/m,
 	'the listing has the sequences');
 
-like($fresh, qr/^relation batch_items kind r .* replica identity f /m, 'the listing has the replica identities');
+like($fresh, qr/^relation batch_progress kind r .* replica identity f /m, 'the listing has the replica identities');
 
 same_listing('updated', 'fresh', '1.0 updated to 1.3 has exactly the objects of a fresh 1.3 install');
 
@@ -249,9 +249,26 @@ is( $node->safe_psql(
 	"done|1\nt",
 	'... with its effect');
 
+# A batch left pending under 1.2 (an item to a row) moves into 1.3's chunks,
+# with the finished items of 1.2.
+my $pending12 = $node->safe_psql('stepwise', q{
+	SELECT user_service.submit_batch('update_user', '[{"id": 1, "name": "Ada L."}, {"id": 999, "name": "Nobody"}]')});
 $node->safe_psql('stepwise', "ALTER EXTENSION user_service UPDATE TO '1.3'");
 is($node->safe_psql('stepwise', "SELECT extversion FROM pg_extension WHERE extname = 'user_service'"),
 	'1.3', 'UPDATE TO 1.3');
+is( $node->safe_psql('stepwise', qq{
+		SELECT string_agg(batch_id || ':' || item || ':' || status, ' ' ORDER BY batch_id, item)
+		  FROM user_service.batch_items}),
+	"$pending:1:succeeded $pending12:1:pending $pending12:2:pending",
+	'the items of 1.2, finished and pending, are in the chunks');
+is($node->safe_psql('stepwise', 'SELECT user_service.process_batches()'), '2',
+	'the batch submitted under 1.2 is processed under 1.3');
+is( $node->safe_psql('stepwise', qq{
+		SELECT string_agg(item || ':' || status || ':' || coalesce(sqlstate, ''), ' ' ORDER BY item)
+		  FROM user_service.batch_results($pending12);
+		SELECT name FROM user_service.users WHERE id = 1}),
+	"1:succeeded: 2:failed:P0002\nAda L.",
+	'... with a result per item and its effect');
 same_listing('stepwise', 'fresh', '1.0 updated to 1.1, 1.2 and then 1.3 has exactly the objects of a fresh install');
 is($node->safe_psql('stepwise', 'SELECT user_service.recount_users()'), '1', 'recount_users works after the update');
 

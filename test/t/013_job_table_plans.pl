@@ -1,4 +1,5 @@
-# The workers reach a batch's items through the index of pending items,
+# The workers reach a batch's items through the index of chunks with
+# pending items,
 # whatever the statistics say and with generic plans too.  The statistics
 # below are the benchmark's: taken while a big batch waited, they make
 # every batch look like thousands of pending rows, and a generic plan of the
@@ -31,11 +32,11 @@ my $big = $node->safe_psql('postgres', q{
 	SET client_min_messages = warning;
 	SELECT user_service.submit_batch('delete_user',
 		(SELECT jsonb_agg(jsonb_build_object('id', 1000000000 + i)) FROM generate_series(1, 100000) i), 200)});
-$node->safe_psql('postgres', 'ANALYZE user_service.batch_items');
+$node->safe_psql('postgres', 'ANALYZE user_service.batch_chunks');
 is( $node->safe_psql('postgres', q{
 		SELECT most_common_vals::text FROM pg_stats
-		 WHERE schemaname = 'user_service' AND tablename = 'batch_items' AND attname = 'status'}),
-	'{pending}', 'the statistics see only pending items');
+		 WHERE schemaname = 'user_service' AND tablename = 'batch_chunks' AND attname = 'pending'}),
+	'{100}', 'the statistics see only chunks of pending items');
 
 # One worker, generic plans only: it finishes the big batch, then small ones.
 $node->safe_psql('postgres', q{
@@ -57,17 +58,17 @@ for my $i (1 .. 5)
 
 my $log = slurp_file($node->logfile, $log_start);
 my @plans = split /LOG:  duration: /, $log;
-my @worker_plans = grep { /batch_items/ } @plans;
-ok(scalar(grep { /on batch_items/ } @worker_plans) >= 5,
+my @worker_plans = grep { /batch_chunks/ } @plans;
+ok(scalar(grep { /on batch_chunks/ } @worker_plans) >= 5,
 	'auto_explain logged the plans of the workers\' statements on the job table');
-my @seq = grep { /Seq Scan on batch_items/ } @worker_plans;
+my @seq = grep { /Seq Scan on batch_chunks/ } @worker_plans;
 is(scalar(@seq), 0, 'no plan scans the whole job table')
   or diag("first such plan:\n" . $seq[0]);
 
 
 # Retention: the small batches expire and the big one stays.  The purge
-# finds the expired batches' items through the BRIN index; it used to join
-# them to the whole job table.  (Plans as the server makes them by default.)
+# finds the expired batches' items through the chunks' primary key (up to
+# 1.2, a BRIN index); it used to join them to the whole job table.  (Plans as the server makes them by default.)
 my $small_ids = join(',', @small);
 my $purge_start = -s $node->logfile;
 $node->safe_psql('postgres', qq{
@@ -83,10 +84,10 @@ is( $node->safe_psql('postgres', qq{
 		SELECT count(*) FILTER (WHERE batch_id IN ($small_ids)), count(*) FILTER (WHERE batch_id = $big)
 		  FROM user_service.batch_items}),
 	'0|100000', 'their items are gone, the big batch\'s are kept');
-my @purge_plans = grep { /Query Text: (WITH .*)?DELETE FROM user_service.batch_items/ }
+my @purge_plans = grep { /Query Text: (WITH .*)?DELETE FROM user_service.batch_chunks/ }
   split(/LOG:  duration: /, slurp_file($node->logfile, $purge_start));
 ok(scalar(@purge_plans) >= 1, 'auto_explain logged the purge');
-is(scalar(grep { /Seq Scan on batch_items/ } @purge_plans), 0,
+is(scalar(grep { /Seq Scan on batch_chunks/ } @purge_plans), 0,
 	'the purge reads the expired batches\' pages, not the whole job table')
   or diag("the plan:\n" . $purge_plans[0]);
 

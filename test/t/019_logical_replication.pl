@@ -1,7 +1,7 @@
 # Logical replication and restores.  A publisher with
 # CREATE PUBLICATION ... FOR ALL TABLES still processes batches (the tables
-# without a key have REPLICA IDENTITY FULL; before 1.3 every update of
-# batch_items failed with "cannot update table").  A subscriber with the
+# without a key have REPLICA IDENTITY FULL, the items' chunks a primary key;
+# before 1.3 every update of batch_items failed with "cannot update table").  A subscriber with the
 # extension and its own workers gets the users and the exact total: it
 # neither runs the batches it receives (they are the publisher's: it would
 # apply them twice) nor folds the user count it receives (the publisher's
@@ -32,7 +32,7 @@ $pub->safe_psql('postgres', q{
 is( $pub->safe_psql('postgres', q{
 		SELECT string_agg(relname || ':' || relreplident::text, ' ' ORDER BY relname)
 		  FROM pg_class WHERE relnamespace = 'user_service'::regnamespace AND relkind = 'r'}),
-	'batch_items:f batch_jobs:d batch_progress:f cluster_batches:d email_claims:d registered_kinds:d shard_config:f user_count_deltas:f users:d',
+	'batch_chunks:d batch_jobs:d batch_progress:f cluster_batches:d email_claims:d registered_kinds:d shard_config:f user_count_deltas:f users:d',
 	'every table of the extension has a replica identity (a key or FULL)');
 
 my $connstr = $pub->connstr . ' dbname=postgres';
@@ -59,7 +59,7 @@ my ($rc, $out, $err) = $sub->psql('postgres', 'SELECT user_service.process_batch
 like($err, qr/ERROR:  55000: the batches of this database are replicated from another server/,
 	'process_batches on the subscriber is refused (55000)');
 
-# The publisher processes it: every update of batch_items is published.
+# The publisher processes it: every update of its chunks is published.
 is($pub->safe_psql('postgres', 'SELECT user_service.process_batches(100)'), '20',
 	'the publisher processes the batch under FOR ALL TABLES');
 is($pub->safe_psql('postgres', "SELECT state, succeeded FROM user_service.batch_status($batch)"),

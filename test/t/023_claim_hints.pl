@@ -28,7 +28,7 @@ $node->safe_psql('postgres', q{
 my ($processed, $read, $failed) = split /\|/, $node->safe_psql('postgres', q{
 	BEGIN;
 	SELECT user_service.process_batches(10000) AS n \gset
-	SELECT :n, pg_stat_get_xact_tuples_returned('user_service.batch_items_pending'::regclass),
+	SELECT :n, pg_stat_get_xact_tuples_returned('user_service.batch_chunks_pending'::regclass),
 	       (SELECT count(*) FROM user_service.batch_items WHERE status = 'failed');
 	COMMIT;});
 is($processed, 1800, 'one transaction processed the 12 batches');
