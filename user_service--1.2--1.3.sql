@@ -844,7 +844,11 @@ COMMENT ON INDEX user_service.batch_chunks_pending IS 'chunks with pending items
 SELECT pg_catalog.pg_extension_config_dump('user_service.batch_chunks', '');
 REVOKE ALL ON user_service.batch_chunks FROM PUBLIC;
 
--- The items of 1.2, a chunk each.
+-- The items of 1.2, a chunk each.  The lock waits for the workers' groups
+-- in flight (the 1.3 library runs a 1.2 schema's batches) and holds off new
+-- claims, so that no item is copied as pending and then recorded by a group
+-- that commits after the copy.
+LOCK TABLE user_service.batch_items IN EXCLUSIVE MODE;
 INSERT INTO user_service.batch_chunks
        (batch_id, first_item, pending, due, status, payload, attempts, not_before,
         user_id, sqlstate, error, finished_at)

@@ -269,9 +269,12 @@ SELECT * FROM pg_temp.results(:b);
 SELECT user_service.submit_batch('keep_secret', '[{"token": "tok-3"}]') AS b2 \gset
 SELECT * FROM pg_temp.results(:b2);
 RESET ROLE;
--- what is kept of a secret kind's items: nothing
+-- what is kept of a secret kind's items: nothing; they are stored a chunk
+-- to an item (small payloads, kept inline)
 SELECT batch_id = :b2 AS processed, payload FROM user_service.batch_items
  WHERE batch_id IN (:b, :b2) ORDER BY batch_id, item;
+SELECT batch_id = :b2 AS processed, first_item, cardinality(payload) AS items FROM user_service.batch_chunks
+ WHERE batch_id IN (:b, :b2) ORDER BY batch_id, first_item;
 SELECT kind, secrets FROM user_service.batch_kinds WHERE kind = 'keep_secret';
 
 -- A handler dropped with CASCADE: its pending items fail, saying so

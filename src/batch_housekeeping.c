@@ -189,7 +189,8 @@ us_batch_note_finished(int64 batch_id)
  *		Is the extension, at a version with the batch engine, installed in
  *		this database, and are its batches this database's own?  For the
  *		workers, which wait quietly until it is.  A database that subscribes
- *		to batch_chunks (a logical replica, or a partition being moved here)
+ *		to batch_chunks or batch_jobs (a logical replica, or a partition
+ *		being moved here)
  *		holds the publisher's batches: its workers leave them alone, or items
  *		would be applied on both sides.
  */
@@ -207,7 +208,13 @@ us_batches_run_here(void)
 	items = get_relname_relid("batch_chunks", nsp);
 	if (!OidIsValid(items))
 		items = get_relname_relid("batch_items", nsp);	/* before 1.3 */
-	return !us_rel_subscribed(items);
+	/*
+	 * batch_jobs too: a subscriber updated to 1.3 subscribes to batch_chunks
+	 * only once its subscription is refreshed, while its items, moved into
+	 * chunks by the update, are still the publisher's.
+	 */
+	return !us_rel_subscribed(items) &&
+		!us_rel_subscribed(get_relname_relid("batch_jobs", nsp));
 }
 
 /*

@@ -359,9 +359,10 @@ us_claim_rows_12(int64 batch_id, int want, UsClaim *c)
 	{
 		HeapTuple	tup = c->rows->vals[i];
 		TupleDesc	desc = c->rows->tupdesc;
+		Datum		payload = SPI_getbinval(tup, desc, 2, &isnull);
 
+		c->payloads[i] = isnull ? NULL : DatumGetJsonbP(payload);
 		c->itemnos[i] = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		c->payloads[i] = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
 		c->attempts[i] = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		c->tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull));
 	}
@@ -446,7 +447,6 @@ us_claim_chunk_items(int64 batch_id, int want, UsClaim *c)
 	for (int i = 0; i < c->len; i++)
 	{
 		if (c->nulls[US_C_STATUS][i] || !us_text_is(c->cols[US_C_STATUS][i], "pending") ||
-			c->nulls[US_C_PAYLOAD][i] ||
 			(!c->nulls[US_C_NOT_BEFORE][i] &&
 			 DatumGetTimestampTz(c->cols[US_C_NOT_BEFORE][i]) > now))
 			continue;
@@ -455,7 +455,8 @@ us_claim_chunk_items(int64 batch_id, int want, UsClaim *c)
 			continue;
 		c->pos[c->n] = i;
 		c->itemnos[c->n] = first_item + i;
-		c->payloads[c->n] = DatumGetJsonbP(c->cols[US_C_PAYLOAD][i]);
+		c->payloads[c->n] = c->nulls[US_C_PAYLOAD][i] ? NULL :
+			DatumGetJsonbP(c->cols[US_C_PAYLOAD][i]);
 		c->attempts[c->n] = c->nulls[US_C_ATTEMPTS][i] ? 0 :
 			DatumGetInt32(c->cols[US_C_ATTEMPTS][i]);
 		c->n++;
@@ -565,7 +566,18 @@ us_process_item(const UsKindSpec *kind, Oid submitter, Jsonb *payload, int32 att
 				UsItemResult *r)
 {
 	UsApplyArg	a = {kind, submitter, payload, {0}};
-	ErrorData  *edata = us_run_in_subxact(us_apply_item_cb, &a);
+	ErrorData  *edata;
+
+	/* only an edited job table has a pending item without a payload */
+	if (payload == NULL)
+	{
+		r->has_user_id = false;
+		r->sqlstate = pstrdup(unpack_sql_state(ERRCODE_DATA_CORRUPTED));
+		r->error = pstrdup("the item has no payload");
+		r->status = "failed";
+		return;
+	}
+	edata = us_run_in_subxact(us_apply_item_cb, &a);
 
 	if (edata == NULL)
 	{
@@ -801,6 +813,12 @@ us_record_chunk_items(UsClaim *c, UsItemResult *res)
 			payloads = DatumGetArrayTypeP(args[arg]);
 	}
 	us_spi_run(&us_record_chunk, args, nulls, false, 0);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the chunk of items %d to %d changed while its group ran",
+						c->itemnos[0], c->itemnos[c->n - 1]),
+				 errdetail("Its items' outcomes could not be recorded; the group is rolled back.")));
 	return payloads;
 }
 
@@ -948,6 +966,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	if (n == 0)
 	{
 		us_release_slot(batch_id, slot);
+		us_forget_claimed(&c, NULL);
 		SPI_freetuptable(c.rows);
 		/* nothing to take: the batch may be complete, have a look */
 		if (*check_batch == 0)
@@ -972,7 +991,11 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 
 	PG_TRY();
 	{
-		if (n > 1 && us_kind_groups(kind))
+		bool		whole = true;
+
+		for (int i = 0; i < n; i++)
+			whole &= c.payloads[i] != NULL;
+		if (n > 1 && whole && us_kind_groups(kind))
 			us_process_group_at_once(kind, submitter, c.payloads, c.attempts, res, n);
 		else
 		{
@@ -983,7 +1006,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 			}
 		}
 		for (int i = 0; i < n; i++)
-			if (strcmp(res[i].status, "pending") != 0)
+			if (strcmp(res[i].status, "pending") != 0 && c.payloads[i] != NULL)
 				res[i].scrubbed = us_scrubbed_payload(kind, c.payloads[i]);
 		written = us_record_results(batch_id, &c, res);
 	}

@@ -340,7 +340,15 @@ us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
 	us_spi_begin(&saved);
 	us_spi_run(&us_insert_batch, args, NULL, false, 0);
 	batch_id = DatumGetInt64(us_spi_value(0, 1, &isnull));
-	us_store_items(batch_id, items, count, us_kind_hashes(kind) ? 1 : US_GROUP_MAX);
+	/*
+	 * A chunk to an item for the kinds that hash (a claim is then one hash)
+	 * and for registered kinds whose items are secrets: a single payload
+	 * stays small and inline, where a hundred would be compressed and
+	 * moved out of line, through buffers that the worker cannot zero.
+	 */
+	us_store_items(batch_id, items, count,
+				   us_kind_hashes(kind) || (us_kind_registered(kind) && us_kind_secret_items(kind)) ?
+				   1 : US_GROUP_MAX);
 	us_spi_end(&saved);
 	return batch_id;
 }

@@ -358,6 +358,16 @@ few=$(for _ in $(seq "$RUNS"); do many_batches 1000; done | median)
 lots=$(many_batches 100000)
 row '100,000 open one-item batches, items/s' "$(fmt "$lots")" "$(fmt "$few") (1,000 open)" "$(ratio "$lots" "$few")" 'flat (~1)'
 
+echo "== cheap batches against the floor (test/bench/cheap.sh)"
+# End to end against one bulk statement (50,000 and 500,000 items, default
+# concurrency and 100), registered kinds, head-of-line wait behind a big
+# cheap batch, and a 1,000,000-user import: cheap.sh on an instance of its
+# own, each figure against its baseline in that instance.  Its tables go
+# into results.md after this script's own.
+cheap_md="$work/cheap.md"
+BENCH_RUNS=$RUNS BENCH_PORT=$((port + 2)) bash "$here/test/bench/cheap.sh" | grep -E '^(\||$)' >"$cheap_md"
+cat "$cheap_md"
+
 machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $3 }')"
 {
     echo "Measured on $(date -u +%Y-%m-%d) by \`bash test/bench/run.sh\` ($USERS users, median of $RUNS runs of ${SECONDS_PER_RUN}s, pgbench -M prepared -c 2 -j 2)."
@@ -372,6 +382,9 @@ machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' 
     echo '| users | list_users(1, 20) | list_users_after(deepest) | count(*) + OFFSET 0 (baseline) |'
     echo '|---|---|---|---|'
     awk 'NR > 1 { printf "| %d | %s | %s | %s |\n", $1, $2, $3, $4 }' "$work/growth.dat"
+    echo
+    echo "Cheap batches against the floor (\`test/bench/cheap.sh\`, run by this script on an instance of its own; medians of $RUNS):"
+    cat "$cheap_md"
 } >"$out"
 # the chart: latency against size, ours beside the baseline
 chmod 644 "$work/growth.dat"
