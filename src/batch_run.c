@@ -5,11 +5,15 @@
  *		process_batches alike.
  *
  * An item is processed in the transaction that claims it: the claim is a row
- * lock (FOR UPDATE SKIP LOCKED), the item's operation runs in a
- * subtransaction, and the item's result is written in the same transaction
- * as the operation's effect.  A process that dies mid-item leaves the item
- * pending and unlocked, so it is processed again, once: nothing is lost or
- * applied twice, and no item is ever stuck "running".
+ * lock (FOR UPDATE SKIP LOCKED) on the item's chunk (a row of batch_chunks:
+ * up to US_GROUP_MAX consecutive items, one for the kinds that hash), the
+ * item's operation runs in a subtransaction, and the results of the group
+ * are written into the chunk, one new row version, in the same transaction
+ * as the operations' effects.  A process that dies mid-group leaves its
+ * items pending and unlocked, so they are processed again, once: nothing is
+ * lost or applied twice, and no item is ever stuck "running".  (Under a
+ * schema older than 1.3 an item is a row of batch_items, claimed and
+ * recorded the same way a row at a time.)
  *
  * A batch's concurrency is enforced with transaction-level advisory locks
  * of the extension's own class: slot k of batch b is the lock (b, k), and a
