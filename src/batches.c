@@ -98,6 +98,19 @@ static UsStatement us_select_results_12 = {
 };
 
 /*
+ * What a cancel does after cancelling items (the CTE c, a row per changed
+ * row with the items it cancelled in n): a progress row with their number,
+ * and the batch's cancelled_at; returns the number.
+ */
+#define US_CANCEL_COUNTS \
+	" n AS (SELECT coalesce(sum(c.n), 0)::int4 AS n FROM c)," \
+	" g AS (INSERT INTO user_service.batch_progress (batch_id, at, cancelled)" \
+	"       SELECT $1, clock_timestamp(), n.n FROM n WHERE n.n > 0)" \
+	" UPDATE user_service.batch_jobs b" \
+	"    SET cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END" \
+	"   FROM n WHERE b.id = $1 RETURNING n.n"
+
+/*
  * Cancel a batch's pending items.  A chunk that a worker holds is waited
  * for, and the update then applies to the version the worker wrote.  Every
  * pending item of a chunk is cancelled at once, so the items this cancel
@@ -117,12 +130,7 @@ static UsStatement us_cancel = {
 	"   WHERE x.batch_id = $1 AND x.pending > 0"
 	"  RETURNING (SELECT count(*) FROM ROWS FROM (unnest(x.status), unnest(x.finished_at)) AS u(s, f)"
 	"              WHERE u.s = 'cancelled' AND u.f = now()) AS n),"
-	" n AS (SELECT coalesce(sum(c.n), 0)::int4 AS n FROM c),"
-	" g AS (INSERT INTO user_service.batch_progress (batch_id, at, cancelled)"
-	"       SELECT $1, clock_timestamp(), n.n FROM n WHERE n.n > 0)"
-	" UPDATE user_service.batch_jobs b"
-	"    SET cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END"
-	"   FROM n WHERE b.id = $1 RETURNING n.n",
+	US_CANCEL_COUNTS,
 	2, {INT8OID, BOOLOID}
 };
 
@@ -134,13 +142,8 @@ static UsStatement us_cancel_12 = {
 	"         payload = CASE WHEN $2 THEN '{}'::jsonb"
 	"                        ELSE payload - '{password,password_hash}'::text[] END,"
 	"         finished_at = now()"
-	"   WHERE batch_id = $1 AND status = 'pending' RETURNING 1),"
-	" n AS (SELECT count(*)::int4 AS n FROM c),"
-	" g AS (INSERT INTO user_service.batch_progress (batch_id, at, cancelled)"
-	"       SELECT $1, clock_timestamp(), n.n FROM n WHERE n.n > 0)"
-	" UPDATE user_service.batch_jobs b"
-	"    SET cancelled_at = CASE WHEN n.n > 0 THEN coalesce(b.cancelled_at, now()) ELSE b.cancelled_at END"
-	"   FROM n WHERE b.id = $1 RETURNING n.n",
+	"   WHERE batch_id = $1 AND status = 'pending' RETURNING 1 AS n),"
+	US_CANCEL_COUNTS,
 	2, {INT8OID, BOOLOID}
 };
 
