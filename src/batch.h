@@ -16,7 +16,7 @@
 
 #include "utils/jsonb.h"
 
-#define US_GROUP_MAX	100		/* items claimed per transaction, at most */
+#define US_GROUP_MAX	250		/* items claimed per transaction, at most */
 
 /* batch_kinds.c */
 typedef struct UsKindSpec UsKindSpec;

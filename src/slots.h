@@ -16,7 +16,7 @@
 
 #define US_MAX_WORKERS	64		/* workers of all the databases, at most */
 #define US_MAX_DATABASES 16		/* names in user_service.database, at most */
-#define US_SLOT_ITEMS	100		/* items a slot can show as running */
+#define US_SLOT_ITEMS	250		/* items a slot can show as running */
 
 /* GUCs */
 extern char *user_service_database;

@@ -36,7 +36,7 @@ $node->safe_psql('postgres', 'ANALYZE user_service.batch_chunks');
 is( $node->safe_psql('postgres', q{
 		SELECT most_common_vals::text FROM pg_stats
 		 WHERE schemaname = 'user_service' AND tablename = 'batch_chunks' AND attname = 'pending'}),
-	'{100}', 'the statistics see only chunks of pending items');
+	'{250}', 'the statistics see only chunks of pending items');
 
 # One worker, generic plans only: it finishes the big batch, then small ones.
 $node->safe_psql('postgres', q{
