@@ -25,6 +25,7 @@
 
 #include "batch.h"
 #include "catalog.h"
+#include "slots.h"
 #include "user_ops.h"
 
 /* GUC variable, named after its GUC. */
@@ -259,6 +260,14 @@ us_purge_batches(void)
 
 	us_spi_begin(&saved);
 	us_spi_run(&us_mark_all_finished, NULL, NULL, false, 0);
+
+	/*
+	 * Their waiters sleep until a broadcast: one batch noted here may be the
+	 * one a worker found complete in this very transaction, and that
+	 * worker's own note after the commit then finds it noted already.
+	 */
+	if (SPI_processed > 0)
+		us_wake_waiters_at_commit();
 	us_spi_run(&us_purge_jobs, args, NULL, false, 0);
 	n = (int64) SPI_processed;
 	if (n > 0)
