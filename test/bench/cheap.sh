@@ -70,23 +70,32 @@ $$;
 SQL
 
 next_id=1
+# e2e KIND TABLE CONCURRENCY: "batch seconds" for a batch of KIND with the
+# items of TABLE, as an application sees it from one connection: from
+# before submit_batch (committed) to wait_batch's true, by the server's
+# clock, like the bulk statements below (no client start-up in either).
+e2e() {
+    psql <<SQL
+SELECT clock_timestamp() AS t0 \\gset
+SELECT user_service.submit_batch('$1', items, $3) AS b FROM $2 \\gset
+SELECT user_service.wait_batch(:b, '30 minutes') AS done \\gset
+SELECT :b, extract(epoch FROM clock_timestamp() - :'t0');
+SQL
+}
 # batch_seconds N CONCURRENCY [KIND]: seconds from submit_batch to
 # wait_batch's true for a batch of KIND (delete_user) deleting N fresh users
 # (the items built beforehand); CONCURRENCY "default" submits without one.
 batch_seconds() {
-    local n=$1 conc=$2 kind=${3:-delete_user} first=$next_id b t0 t1
+    local n=$1 conc=$2 kind=${3:-delete_user} first=$next_id b s
     next_id=$((next_id + n))
     [ "$conc" = default ] && conc=NULL
     psql -c "CALL bench_users($first, $n)" -c "VACUUM ANALYZE user_service.users" \
         -c "DROP TABLE IF EXISTS bench_items" \
         -c "CREATE TABLE bench_items AS SELECT jsonb_agg(jsonb_build_object('id', i)) AS items
               FROM generate_series($first, $first + $n - 1) i"
-    t0=$(date +%s.%N)
-    b=$(psql -c "SELECT user_service.submit_batch('$kind', items, $conc) FROM bench_items")
-    psql -c "SELECT user_service.wait_batch($b, '30 minutes')" >/dev/null
-    t1=$(date +%s.%N)
+    IFS='|' read -r b s < <(e2e "$kind" bench_items "$conc")
     [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$n" ] || { echo "batch $b incomplete" >&2; exit 1; }
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+    printf '%.4f\n' "$s"
 }
 # bulk_seconds N: one DELETE ... WHERE id = ANY (N ids) of N fresh users
 bulk_seconds() {
@@ -104,6 +113,7 @@ for n in $SIZES; do
         ours=() base=()
         for _ in $(seq "$RUNS"); do
             ours+=("$(batch_seconds "$n" "$conc")")
+            echo "# delete_user $n, concurrency $conc: ${ours[-1]} s" >&2
             base+=("$(bulk_seconds "$n")")
         done
         o=$(printf '%s\n' "${ours[@]}" | median)
@@ -247,12 +257,9 @@ SQL
 ours=() base=()
 for _ in $(seq "$RUNS"); do
     psql -c "DELETE FROM user_service.users WHERE email LIKE 'imported%'" -c "VACUUM ANALYZE user_service.users"
-    t0=$(date +%s.%N)
-    b=$(psql -c "SELECT user_service.submit_batch('import_user', items) FROM import_items")
-    psql -c "SELECT user_service.wait_batch($b, '30 minutes')" >/dev/null
-    t1=$(date +%s.%N)
+    IFS='|' read -r b s < <(e2e import_user import_items NULL)
     [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$IMPORT" ] || { echo "import batch $b incomplete" >&2; exit 1; }
-    ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }')")
+    ours+=("$s")
     psql -c "DELETE FROM user_service.users WHERE email LIKE 'imported%'" -c "VACUUM ANALYZE user_service.users"
     base+=("$(psql -c "SELECT bench_seconds('INSERT INTO user_service.users (name, email, password_hash) SELECT name, email, password_hash FROM import_rows')")")
 done
