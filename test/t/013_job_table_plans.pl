@@ -10,9 +10,12 @@
 # whole job table.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use UserServiceNode;
 
 my $node = PostgreSQL::Test::Cluster->new('plans');
 $node->init;
@@ -104,18 +107,12 @@ $node->stop;
 # plan before the fix (the choice depends on the statistics' row widths);
 # the benchmark's sequence did (test/bench/cheap.sh: 500,000 items after
 # the 50,000-item runs), so it guards rather than reproduces.
-my $small_stats = PostgreSQL::Test::Cluster->new('plans_small_stats');
-$small_stats->init;
-$small_stats->append_conf(
-	'postgresql.conf', q{
+my $small_stats = preloaded_node('plans_small_stats', q{
 shared_preload_libraries = 'user_service, auto_explain'
-user_service.database = 'postgres'
 user_service.workers = 1
 auto_explain.log_min_duration = 0
 auto_explain.log_nested_statements = on
 });
-$small_stats->start;
-$small_stats->safe_psql('postgres', 'CREATE EXTENSION user_service');
 for my $i (1 .. 4)
 {
 	my $b = $small_stats->safe_psql('postgres', qq{
