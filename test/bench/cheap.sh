@@ -3,7 +3,8 @@
 # the workers' claims, the deletes, a result per item, the batch noted
 # finished, seen by wait_batch) against one bulk DELETE of the same number
 # of users, in the same run on the same throwaway instance, at the default
-# settings (concurrency 4, 2 workers) and at concurrency 100; and an
+# settings (concurrency 4, 2 workers) and at concurrency 100; an
+# update_user batch (new names) against one bulk UPDATE; and an
 # import_user batch of other systems' hashes (bcrypt, PBKDF2) against a
 # plain INSERT ... SELECT of the same rows.  Prints medians and ratios;
 # never fails on a missed goal.
@@ -22,7 +23,8 @@
 #
 # BENCH_RUNS (5) runs per figure, BENCH_SIZES ("50000 500000") batch sizes,
 # BENCH_IMPORT (1000000) users imported (0: none), BENCH_KIND_SIZE (50000)
-# items of the registered-kind rows (0: none), BENCH_HOL (200000, 0: none).
+# items of the registered-kind rows (0: none), BENCH_HOL (200000, 0: none),
+# BENCH_UPDATE_SIZE (50000) items of the update_user row (0: none).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$here/test/common.sh"
@@ -31,6 +33,7 @@ RUNS=${BENCH_RUNS:-5}
 SIZES=${BENCH_SIZES:-"50000 500000"}
 IMPORT=${BENCH_IMPORT:-1000000}
 KIND_SIZE=${BENCH_KIND_SIZE:-50000}
+UPDATE_SIZE=${BENCH_UPDATE_SIZE:-50000}
 HOL=${BENCH_HOL:-200000}
 port=${BENCH_PORT:-54341}
 
@@ -124,6 +127,37 @@ for n in $SIZES; do
     done
 done
 
+# update_user (a new name for each user: a cheap kind applied an item at a
+# time, each in a subtransaction), default settings, against one bulk
+# UPDATE of as many fresh users' names.
+if [ "$UPDATE_SIZE" -gt 0 ]; then
+    ours=() base=()
+    for _ in $(seq "$RUNS"); do
+        first=$next_id
+        next_id=$((next_id + UPDATE_SIZE))
+        psql -c "CALL bench_users($first, $UPDATE_SIZE)" -c "VACUUM ANALYZE user_service.users" \
+            -c "DROP TABLE IF EXISTS bench_items" \
+            -c "CREATE TABLE bench_items AS SELECT jsonb_agg(jsonb_build_object('id', i, 'name', 'renamed ' || i)) AS items
+                  FROM generate_series($first, $first + $UPDATE_SIZE - 1) i"
+        IFS='|' read -r b s < <(e2e update_user bench_items NULL)
+        [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$UPDATE_SIZE" ] ||
+            { echo "update batch $b incomplete" >&2; exit 1; }
+        ours+=("$s")
+        echo "# update_user $UPDATE_SIZE: $s s" >&2
+        next_id=$((next_id + UPDATE_SIZE))
+        psql -c "CALL bench_users($((first + UPDATE_SIZE)), $UPDATE_SIZE)" -c "VACUUM ANALYZE user_service.users"
+        base+=("$(psql -c "SELECT bench_seconds(format('UPDATE user_service.users SET name = ''bulk '' || id, updated_at = now() WHERE id = ANY (%L::bigint[])',
+                  (SELECT array_agg(i) FROM generate_series($first + $UPDATE_SIZE, $first + 2 * $UPDATE_SIZE - 1) i)))")")
+        # (the import below takes ids from the sequence, which these are past)
+        psql -c "DELETE FROM user_service.users WHERE id BETWEEN $first AND $first + 2 * $UPDATE_SIZE - 1"
+    done
+    o=$(printf '%s\n' "${ours[@]}" | median)
+    b=$(printf '%s\n' "${base[@]}" | median)
+    printf '| update_user batch of %s (new names), default concurrency, end to end | %.0f | %.0f (one UPDATE) | %.2f |\n' \
+        "$UPDATE_SIZE" "$(awk -v n="$UPDATE_SIZE" -v s="$o" 'BEGIN { print n / s }')" \
+        "$(awk -v n="$UPDATE_SIZE" -v s="$b" 'BEGIN { print n / s }')" "$(awk -v o="$o" -v b="$b" 'BEGIN { print b / o }')"
+fi
+
 # Registered kinds, at the default settings.
 if [ "$KIND_SIZE" -gt 0 ]; then
     psql <<'SQL'
@@ -179,13 +213,23 @@ SQL
             { echo "queue left users behind" >&2; exit 1; }
         awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
     }
-    builtin=() one=() many=() queue=() bulk=()
+    # handler_seconds N: the grouped handler called once with all N items
+    # (the floor of that kind: its statement over every item at once)
+    handler_seconds() {
+        local n=$1 first=$next_id
+        next_id=$((next_id + n))
+        psql -c "CALL bench_users($first, $n)" -c "VACUUM ANALYZE user_service.users" \
+            -c "SELECT bench_seconds('SELECT cardinality(bench_delete_many(ARRAY(SELECT jsonb_build_object(''id'', i)
+                      FROM generate_series($first, $first + $n - 1) i)))')"
+    }
+    builtin=() one=() many=() queue=() bulk=() handler=()
     for _ in $(seq "$RUNS"); do
         builtin+=("$(batch_seconds "$KIND_SIZE" default delete_user)")
         one+=("$(batch_seconds "$KIND_SIZE" default bench_delete_one)")
         many+=("$(batch_seconds "$KIND_SIZE" default bench_delete_many)")
         queue+=("$(queue_seconds "$KIND_SIZE")")
         bulk+=("$(bulk_seconds "$KIND_SIZE")")
+        handler+=("$(handler_seconds "$KIND_SIZE")")
     done
     rate() { awk -v n="$KIND_SIZE" -v s="$(printf '%s\n' "$@" | median)" 'BEGIN { printf "%.0f", n / s }'; }
     b_rate=$(rate "${builtin[@]}") q_rate=$(rate "${queue[@]}") f_rate=$(rate "${bulk[@]}")
@@ -203,6 +247,11 @@ SQL
             "$(awk -v a="$r" -v b="$f_rate" 'BEGIN { print a / b }')"
     done
     printf '| bulk DELETE of the same number of users | %s | | | 1.00 |\n' "$f_rate"
+    h_rate=$(rate "${handler[@]}")
+    printf '| the grouped handler called once with all %s items (its floor) | %s | | | %.2f |\n' \
+        "$KIND_SIZE" "$h_rate" "$(awk -v a="$h_rate" -v b="$f_rate" 'BEGIN { print a / b }')"
+    printf '| the grouped kind'"'"'s batch against that floor | | | | %.2f |\n' \
+        "$(awk -v a="$(rate "${many[@]}")" -v b="$h_rate" 'BEGIN { print a / b }')"
 fi
 
 # Head-of-line wait, at the default settings.
