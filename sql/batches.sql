@@ -40,7 +40,7 @@ SELECT user_service.submit_batch('delete_user', '[{"id": 1}]') IS NOT NULL AS su
 ROLLBACK;
 SELECT count(*) AS batches FROM user_service.batch_jobs;
 
--- Items are stored in bulk, the way COPY does, a chunk of up to 100
+-- Items are stored in bulk, the way COPY does, a chunk of up to 250
 -- consecutive items to a row of batch_chunks (one item to a chunk for the
 -- kinds that hash): every item is in the table with its number, its payload
 -- and nothing else, every chunk in the index of chunks with pending items

@@ -233,8 +233,8 @@ us_mark_batch_finished(int64 batch_id)
 	bool		marked;
 
 	us_spi_begin(&saved);
-	us_spi_run(OidIsValid(us_catalog()->batch_chunks_relid) ?
-			   &us_pending_left : &us_pending_left_12, args, NULL, true, 1);
+	us_spi_run_in_order(OidIsValid(us_catalog()->batch_chunks_relid) ?
+						&us_pending_left : &us_pending_left_12, args, true, 1);
 	if (SPI_processed > 0)
 		marked = false;			/* others are still at it, or retries are due */
 	else

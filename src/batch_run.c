@@ -65,7 +65,8 @@ static UsStatement us_open_batches = {
 
 /*
  * Chunks are claimed in input order, from the chunk after item $2 on: see
- * us_claim.  One whose pending items all wait for a retry is due later.
+ * us_claim_chunk_items.  One whose pending items all wait for a retry is
+ * due later.  Run with us_spi_run_in_order: always from the index, in order.
  */
 static UsStatement us_claim_chunk = {
 	"SELECT ctid, first_item, status, payload, attempts, not_before, user_id, sqlstate, error,"
@@ -320,29 +321,6 @@ us_text_is(Datum d, const char *s)
 }
 
 /*
- * us_run_claim
- *		Run a claim statement: it takes the first due chunks (or items) from
- *		the index in order, whatever the statistics say.  Taken while a
- *		batch's chunks were finished, they make a batch look like a few
- *		pending rows, and a generic plan read all of a big batch's pending
- *		chunks through a bitmap and sorted them, for every claim (a
- *		500,000-item batch took 5 s instead of 1).  Sorts and bitmap scans
- *		are disabled while the statement is planned and run, nothing else.
- */
-static void
-us_run_claim(UsStatement *stmt, Datum *args)
-{
-	int			nest = NewGUCNestLevel();
-
-	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	us_spi_run(stmt, args, NULL, false, 0);
-	AtEOXact_GUC(true, nest);
-}
-
-/*
  * us_claim_rows_12
  *		Under a schema older than 1.3: claim up to want pending items of a
  *		batch, a row each, from the hint on, then from the start if that
@@ -360,13 +338,13 @@ us_claim_rows_12(int64 batch_id, int want, UsClaim *c)
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int32GetDatum(want);
 	args[2] = Int32GetDatum(from);
-	us_run_claim(&us_claim_items_12, args);
+	us_spi_run_in_order(&us_claim_items_12, args, false, 0);
 	n = (int) SPI_processed;
 	if (n == 0 && from > 0)
 	{
 		SPI_freetuptable(SPI_tuptable);
 		args[2] = Int32GetDatum(0);
-		us_run_claim(&us_claim_items_12, args);
+		us_spi_run_in_order(&us_claim_items_12, args, false, 0);
 		n = (int) SPI_processed;
 	}
 	c->rows = SPI_tuptable;
@@ -417,12 +395,12 @@ us_claim_chunk_items(int64 batch_id, int want, UsClaim *c)
 
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int32GetDatum(from);
-	us_run_claim(&us_claim_chunk, args);
+	us_spi_run_in_order(&us_claim_chunk, args, false, 0);
 	if (SPI_processed == 0 && from > 0)
 	{
 		SPI_freetuptable(SPI_tuptable);
 		args[1] = Int32GetDatum(0);
-		us_run_claim(&us_claim_chunk, args);
+		us_spi_run_in_order(&us_claim_chunk, args, false, 0);
 	}
 	c->rows = SPI_tuptable;
 	c->n = 0;

@@ -343,7 +343,7 @@ us_batch_submit(const char *kind_name, Jsonb *items, bool has_concurrency,
 	/*
 	 * A chunk to an item for the kinds that hash (a claim is then one hash)
 	 * and for registered kinds whose items are secrets: a single payload
-	 * stays small and inline, where a hundred would be compressed and
+	 * stays small and inline, where 250 would be compressed and
 	 * moved out of line, through buffers that the worker cannot zero.
 	 */
 	us_store_items(batch_id, items, count,

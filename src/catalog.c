@@ -28,6 +28,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -242,6 +243,33 @@ us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
 			 stmt->sql, SPI_result_code_string(rc));
+	return rc;
+}
+
+/*
+ * us_spi_run_in_order
+ *		us_spi_run for a statement that must read an index in its order
+ *		(ORDER BY the index's columns, LIMIT), whatever the statistics and
+ *		cost settings say: sorts and bitmap scans are disabled while it is
+ *		planned and run, and nothing else.  Statistics taken while a table
+ *		held finished batches make a big batch look like a few rows, and a
+ *		generic plan then read all of its pending chunks through a bitmap
+ *		and sorted them, at every call (a 500,000-item batch took 5 s
+ *		instead of 1).  An error in between is safe: the (sub)transaction
+ *		abort restores the settings.
+ */
+int
+us_spi_run_in_order(UsStatement *stmt, Datum *args, bool read_only, long tcount)
+{
+	int			nest = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = us_spi_run(stmt, args, NULL, read_only, tcount);
+	AtEOXact_GUC(true, nest);
 	return rc;
 }
 

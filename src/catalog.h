@@ -77,6 +77,8 @@ typedef struct UsStatement
 
 extern int	us_spi_run(UsStatement *stmt, Datum *args, const char *nulls,
 					   bool read_only, long tcount);
+extern int	us_spi_run_in_order(UsStatement *stmt, Datum *args, bool read_only,
+								long tcount);
 extern Portal us_spi_cursor(UsStatement *stmt, Datum *args, const char *nulls,
 							bool read_only);
 extern Datum us_spi_value(uint64 row, int col, bool *isnull);

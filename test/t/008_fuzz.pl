@@ -865,7 +865,7 @@ sub special_calls
 			[] ];
 	};
 	# Huge batches.  Items that do not hash are claimed in groups of up to
-	# 100 within the batch's concurrency: the largest batches have 100, or
+	# 250 within the batch's concurrency: the largest batches have 100, or
 	# they would take long.  The 20000 delete_user items take the grouped
 	# fast path, with duplicate ids and a few existing users among many
 	# missing ones.

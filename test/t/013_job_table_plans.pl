@@ -134,6 +134,8 @@ is($small_stats->safe_psql('postgres', "SELECT user_service.wait_batch($large, '
 my @claims = grep { /Query Text: SELECT ctid, first_item.*FOR UPDATE SKIP LOCKED/ }
   split(/LOG:  duration: /, slurp_file($small_stats->logfile, $claims_start));
 ok(scalar(@claims) >= 100, 'auto_explain logged the claims of its 100 chunks');
+is(scalar(grep { !/Index Scan using batch_chunks_pending on batch_chunks/ } @claims), 0,
+	'every claim reads the index of chunks with pending items');
 my @sorted = grep { /Sort|Bitmap Heap Scan on batch_chunks/ } @claims;
 is(scalar(@sorted), 0, 'no claim reads the batch\'s pending chunks to sort them')
   or diag("first such plan:\n" . $sorted[0]);
