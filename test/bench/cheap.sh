@@ -98,7 +98,7 @@ batch_seconds() {
               FROM generate_series($first, $first + $n - 1) i"
     IFS='|' read -r b s < <(e2e "$kind" bench_items "$conc")
     [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$n" ] || { echo "batch $b incomplete" >&2; exit 1; }
-    printf '%.4f\n' "$s"
+    awk -v s="$s" 'BEGIN { printf "%.4f\n", s }'
 }
 # bulk_seconds N: one DELETE ... WHERE id = ANY (N ids) of N fresh users
 bulk_seconds() {
@@ -148,7 +148,7 @@ if [ "$UPDATE_SIZE" -gt 0 ]; then
         psql -c "CALL bench_users($((first + UPDATE_SIZE)), $UPDATE_SIZE)" -c "VACUUM ANALYZE user_service.users"
         base+=("$(psql -c "SELECT bench_seconds(format('UPDATE user_service.users SET name = ''bulk '' || id, updated_at = now() WHERE id = ANY (%L::bigint[])',
                   (SELECT array_agg(i) FROM generate_series($first + $UPDATE_SIZE, $first + 2 * $UPDATE_SIZE - 1) i)))")")
-        # (the import below takes ids from the sequence, which these are past)
+        # (none may be left: the import below takes its ids from the identity sequence)
         psql -c "DELETE FROM user_service.users WHERE id BETWEEN $first AND $first + 2 * $UPDATE_SIZE - 1"
     done
     o=$(printf '%s\n' "${ours[@]}" | median)
@@ -314,6 +314,8 @@ for _ in $(seq "$RUNS"); do
 done
 o=$(printf '%s\n' "${ours[@]}" | median)
 b=$(printf '%s\n' "${base[@]}" | median)
+echo
+printf '| %s | %s | %s | %s |\n|---|---|---|---|\n' 'import' 'items/s' 'INSERT ... SELECT rows/s (same run)' 'ratio'
 printf '| import_user batch of %s bcrypt and PBKDF2 hashes, end to end | %.0f | %.0f (INSERT ... SELECT) | %.2f |\n' \
     "$IMPORT" "$(awk -v n="$IMPORT" -v s="$o" 'BEGIN { print n / s }')" \
     "$(awk -v n="$IMPORT" -v s="$b" 'BEGIN { print n / s }')" "$(awk -v o="$o" -v b="$b" 'BEGIN { print b / o }')"
