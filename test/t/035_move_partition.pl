@@ -22,6 +22,7 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 use IPC::Run;
+use List::Util qw(min max);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -31,10 +32,12 @@ use UserServiceNode;
 my $users = $ENV{US_MOVE_USERS} // 3000;
 # US_MOVE_BATCH=0: no batch (what the move alone costs the other partition)
 my $batch_n = $ENV{US_MOVE_BATCH} // 600;
-# US_MOVE_ISOLATE=1: the move's work (server B, A's walsenders, the script)
-# on the second CPU, everything else (A, the router, the traffic, this test)
-# on the first, standing in for servers of their own: on this machine every
-# server shares the same two cores, and the copy would take the router's.
+# US_MOVE_ISOLATE=1: the move's work (server B, A's walsenders, the script
+# and A's backends serving it, this test's checks from the move on) on the
+# second CPU, the application (A's processes serving before the move, the
+# router, the traffic) on the first, standing in for servers of their own:
+# on this machine every server shares the same two cores, and the copy
+# would take the router's.
 my $isolate = $ENV{US_MOVE_ISOLATE} // 0;
 my $script = "$FindBin::RealBin/../../tools/move-partition.sh";
 my $conf = q{
@@ -61,17 +64,14 @@ $b->init;
 $b->append_conf('postgresql.conf', $conf . "user_service.database = 'part0'\n");
 $b->start;
 $b->safe_psql('postgres', 'CREATE DATABASE part0');
-my $mover;
+my ($mover, $apid);
 if ($isolate)
 {
 	# (children inherit their parent's CPUs: the servers' later processes too)
-	my ($apid) = split /\n/, slurp_file($a->data_dir . '/postmaster.pid');
+	($apid) = split /\n/, slurp_file($a->data_dir . '/postmaster.pid');
 	my ($bpid) = split /\n/, slurp_file($b->data_dir . '/postmaster.pid');
 	system("for p in $$ $apid \$(pgrep -P $apid); do taskset -p -c 0 \$p; done >/dev/null");
 	system("for p in $bpid \$(pgrep -P $bpid); do taskset -p -c 1 \$p; done >/dev/null");
-	# A's walsenders (replication and the initial copy) as they come
-	$mover = IPC::Run::start([ 'bash', '-c',
-		"while :; do for p in \$(pgrep -P $apid -f walsender); do taskset -p -c 1 \$p >/dev/null; done; sleep 0.02; done" ]);
 }
 
 my %conn = map { $_ => 'host=' . $_->host . ' port=' . $_->port } ($a, $b);
@@ -166,7 +166,7 @@ sub run_step
 	local %ENV = (%ENV, %env, %extra);
 	my ($out, $err) = ('', '');
 	my $t0 = time;
-	my $ok = IPC::Run::run([ ($isolate ? ('taskset', '-c', '1') : ()), 'bash', $script, $step ],
+	my $ok = IPC::Run::run([ 'bash', $script, $step ],
 		'>', \$out, '2>', \$err);
 	my $ms = int((time - $t0) * 1000);
 	note("$step ($ms ms):\n$out$err");
@@ -181,6 +181,20 @@ $a->safe_psql('part0', 'CREATE ROLE app LOGIN; GRANT USAGE ON SCHEMA user_servic
 	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO app');
 $b->safe_psql('postgres', 'CREATE ROLE app LOGIN');
 
+if ($isolate)
+{
+	# From here every new process of A (its walsenders for the copy and the
+	# replication, its backends serving the script and this test's checks)
+	# goes to the second CPU as it comes, and so do this test and what it
+	# starts (the script, its checks' psql), and the watcher itself: on the
+	# first CPU stay A's processes that served before the move (the router's
+	# connections, the background processes), the router and the traffic.
+	my $before_move = join(' ', split /\s+/, `pgrep -P $apid`);
+	system("taskset -p -c 1 $$ >/dev/null");
+	$mover = IPC::Run::start([ 'bash', '-c',
+		"old=' $before_move '; while :; do for p in \$(pgrep -P $apid); do"
+		  . " case \"\$old\" in *\" \$p \"*) ;; *) taskset -p -c 1 \$p >/dev/null 2>&1;; esac; done; sleep 0.02; done" ]);
+}
 my $move_start = time;
 like(run_step('prepare', 1), qr/WARNING: on B these roles cannot run the API they run on A .*: app\n/,
 	'prepare warns that role app has no grants on B');
@@ -275,6 +289,14 @@ my $during = rate($seen{1}{r}, $move_start, $move_end);
 my $during_cut = rate($seen{1}{r}, $cut_start, $cut_end);
 note(sprintf('part1 rounds/s through the router: before %.0f, during the move %.0f (%.2f), during the cutover %.0f (%.2f)',
 		$before, $during, $during / ($before || 1), $during_cut, $during_cut / ($before || 1)));
+# The noise to compare with: part1's rate second by second before the move
+# (the first second left out: sessions starting), against the whole.
+my @seconds = map { rate($seen{1}{r}, $traffic_start + $_, $traffic_start + $_ + 1) }
+  1 .. int($move_start - $traffic_start) - 1;
+note(sprintf('part1 rounds/s before the move, second by second: %s (%.2f to %.2f of the whole)',
+		join(' ', map { sprintf '%.0f', $_ } @seconds),
+		min(@seconds) / ($before || 1), max(@seconds) / ($before || 1)))
+  if @seconds;
 note("steps (ms): " . join(', ', map { "$_ $took{$_}" } qw(prepare wait cutover cleanup)) . "; write pause $pause ms");
 
 # The batch finishes, each item once.
