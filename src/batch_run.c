@@ -321,6 +321,27 @@ us_text_is(Datum d, const char *s)
 }
 
 /*
+ * us_claim_from
+ *		Run a claim statement whose argument from_arg is the item to claim
+ *		after: from the hint, then from the start if that found nothing
+ *		(items left behind: retries now due, claims rolled back).  Returns
+ *		what it claimed.
+ */
+static SPITupleTable *
+us_claim_from(UsStatement *stmt, Datum *args, int from_arg, int32 from)
+{
+	args[from_arg] = Int32GetDatum(from);
+	us_spi_run_in_order(stmt, args, false, 0);
+	if (SPI_processed == 0 && from > 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		args[from_arg] = Int32GetDatum(0);
+		us_spi_run_in_order(stmt, args, false, 0);
+	}
+	return SPI_tuptable;
+}
+
+/*
  * us_claim_rows_12
  *		Under a schema older than 1.3: claim up to want pending items of a
  *		batch, a row each, from the hint on, then from the start if that
@@ -337,17 +358,8 @@ us_claim_rows_12(int64 batch_id, int want, UsClaim *c)
 
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int32GetDatum(want);
-	args[2] = Int32GetDatum(from);
-	us_spi_run_in_order(&us_claim_items_12, args, false, 0);
-	n = (int) SPI_processed;
-	if (n == 0 && from > 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		args[2] = Int32GetDatum(0);
-		us_spi_run_in_order(&us_claim_items_12, args, false, 0);
-		n = (int) SPI_processed;
-	}
-	c->rows = SPI_tuptable;
+	c->rows = us_claim_from(&us_claim_items_12, args, 2, from);
+	n = (int) c->rows->numvals;
 	c->n = n;
 	if (n == 0)
 		return 0;
@@ -394,17 +406,9 @@ us_claim_chunk_items(int64 batch_id, int want, UsClaim *c)
 	int			due = 0;
 
 	args[0] = Int64GetDatum(batch_id);
-	args[1] = Int32GetDatum(from);
-	us_spi_run_in_order(&us_claim_chunk, args, false, 0);
-	if (SPI_processed == 0 && from > 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		args[1] = Int32GetDatum(0);
-		us_spi_run_in_order(&us_claim_chunk, args, false, 0);
-	}
-	c->rows = SPI_tuptable;
+	c->rows = us_claim_from(&us_claim_chunk, args, 1, from);
 	c->n = 0;
-	if (SPI_processed == 0)
+	if (c->rows->numvals == 0)
 		return 0;
 
 	tup = c->rows->vals[0];
