@@ -73,14 +73,15 @@ $$;
 SQL
 
 next_id=1
-# e2e KIND TABLE CONCURRENCY: "batch seconds" for a batch of KIND with the
-# items of TABLE, as an application sees it from one connection: from
-# before submit_batch (committed) to wait_batch's true, by the server's
-# clock, like the bulk statements below (no client start-up in either).
+# e2e KIND ITEMS CONCURRENCY: "batch seconds" for a batch of KIND with the
+# items ITEMS (an SQL expression), as an application sees it from one
+# connection: from before submit_batch (committed) to wait_batch's true, by
+# the server's clock, like the bulk statements below (no client start-up in
+# either).
 e2e() {
     psql <<SQL
 SELECT clock_timestamp() AS t0 \\gset
-SELECT user_service.submit_batch('$1', items, $3) AS b FROM $2 \\gset
+SELECT user_service.submit_batch('$1', $2, $3) AS b \\gset
 SELECT user_service.wait_batch(:b, '30 minutes') AS done \\gset
 SELECT :b, extract(epoch FROM clock_timestamp() - :'t0');
 SQL
@@ -96,7 +97,7 @@ batch_seconds() {
         -c "DROP TABLE IF EXISTS bench_items" \
         -c "CREATE TABLE bench_items AS SELECT jsonb_agg(jsonb_build_object('id', i)) AS items
               FROM generate_series($first, $first + $n - 1) i"
-    IFS='|' read -r b s < <(e2e "$kind" bench_items "$conc")
+    IFS='|' read -r b s < <(e2e "$kind" '(SELECT items FROM bench_items)' "$conc")
     [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$n" ] || { echo "batch $b incomplete" >&2; exit 1; }
     awk -v s="$s" 'BEGIN { printf "%.4f\n", s }'
 }
@@ -139,7 +140,7 @@ if [ "$UPDATE_SIZE" -gt 0 ]; then
             -c "DROP TABLE IF EXISTS bench_items" \
             -c "CREATE TABLE bench_items AS SELECT jsonb_agg(jsonb_build_object('id', i, 'name', 'renamed ' || i)) AS items
                   FROM generate_series($first, $first + $UPDATE_SIZE - 1) i"
-        IFS='|' read -r b s < <(e2e update_user bench_items NULL)
+        IFS='|' read -r b s < <(e2e update_user '(SELECT items FROM bench_items)' NULL)
         [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$UPDATE_SIZE" ] ||
             { echo "update batch $b incomplete" >&2; exit 1; }
         ours+=("$s")
@@ -262,12 +263,8 @@ if [ "$HOL" -gt 0 ]; then
         local id=$next_id
         next_id=$((next_id + 1))
         psql -c "CALL bench_users($id, 1)"
-        psql <<SQL
-SELECT clock_timestamp() AS t0 \gset
-SELECT user_service.submit_batch('delete_user', '[{"id": $id}]') AS b \gset
-SELECT user_service.wait_batch(:b, '30 minutes') \g /dev/null
-SELECT round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000, 1);
-SQL
+        IFS='|' read -r _ s < <(e2e delete_user "'[{\"id\": $id}]'" NULL)
+        awk -v s="$s" 'BEGIN { printf "%.1f\n", s * 1000 }'
     }
     alone=() behind=()
     for _ in $(seq "$RUNS"); do
@@ -306,7 +303,7 @@ SQL
 ours=() base=()
 for _ in $(seq "$RUNS"); do
     psql -c "DELETE FROM user_service.users WHERE email LIKE 'imported%'" -c "VACUUM ANALYZE user_service.users"
-    IFS='|' read -r b s < <(e2e import_user import_items NULL)
+    IFS='|' read -r b s < <(e2e import_user '(SELECT items FROM import_items)' NULL)
     [ "$(psql -c "SELECT succeeded FROM user_service.batch_status($b)")" = "$IMPORT" ] || { echo "import batch $b incomplete" >&2; exit 1; }
     ours+=("$s")
     psql -c "DELETE FROM user_service.users WHERE email LIKE 'imported%'" -c "VACUUM ANALYZE user_service.users"
