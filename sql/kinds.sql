@@ -230,6 +230,28 @@ END $$;
 SELECT user_service.register_batch_kind('cancels', 'regress_low.cancels(jsonb)');
 SELECT user_service.submit_batch('cancels', '[{"a": 1}, {"bad": 1}, {"a": 3}]', 1) AS b \gset
 SELECT * FROM pg_temp.results(:b);
+
+-- An item may not cancel, wait for or process its own batch: each fails its
+-- item (55000) and the rest goes on (a cancel of its own batch changed the
+-- chunk the group records into, and the group came back at every try)
+CREATE FUNCTION regress_low.selfish(item jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    b bigint := (SELECT max(batch_id) FROM user_service.batches WHERE kind = 'selfish');
+BEGIN
+    CASE item->>'do'
+        WHEN 'cancel' THEN PERFORM user_service.cancel_batch(b);
+        WHEN 'wait' THEN PERFORM user_service.wait_batch(b, '1 s');
+        WHEN 'process' THEN PERFORM user_service.process_batches();
+        ELSE NULL;
+    END CASE;
+    RETURN item;
+END $$;
+SELECT user_service.register_batch_kind('selfish', 'regress_low.selfish(jsonb)');
+SELECT user_service.submit_batch('selfish',
+    '[{"do": "cancel"}, {"do": "wait"}, {"do": "process"}, {"do": "nothing"}]', 1) AS b \gset
+SELECT * FROM pg_temp.results(:b);
+SELECT state, succeeded, failed, cancelled FROM user_service.batches WHERE batch_id = :b;
 RESET ROLE;
 
 -- Submitting (and running) needs USAGE on the handler's schema too

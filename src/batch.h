@@ -70,6 +70,7 @@ typedef void (*UsGroupStarted) (void *arg, int64 batch_id, const char *kind,
 
 extern int	us_process_group(UsGroupStarted started, void *arg, int max_items,
 							 int64 *check_batch, bool *work_deferred);
+extern void us_check_not_own_batch(int64 batch_id, const char *what);
 
 /* batches.c */
 extern void us_batches_init(void);

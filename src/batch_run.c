@@ -872,6 +872,12 @@ us_record_results(int64 batch_id, UsClaim *c, UsItemResult *res)
 static int64 us_last_batch = 0;
 
 /*
+ * The batch whose group this process is running (0: none), for the batch
+ * API called from inside an item (a registered kind's handler).
+ */
+static int64 us_running_batch = 0;
+
+/*
  * us_scrubbed_payload
  *		A finished item's payload without its password (and imported hash),
  *		or NULL when it has neither (it is kept as it is); an empty object
@@ -997,6 +1003,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	 * this process from the others.
 	 */
 	us_last_batch = batch_id;
+	us_running_batch = batch_id;
 
 	PG_TRY();
 	{
@@ -1021,6 +1028,7 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	}
 	PG_FINALLY();
 	{
+		us_running_batch = 0;
 		/* the items' passwords: in the claimed rows and their detoasted copies */
 		us_forget_claimed(&c, written);
 	}
@@ -1038,6 +1046,22 @@ us_try_batch(HeapTuple row, TupleDesc desc, UsGroupStarted started, void *arg,
 	if (us_kind_hashes(kind) || n < want)
 		*check_batch = batch_id;
 	return n;
+}
+
+/*
+ * us_check_not_own_batch
+ *		Raise 55000 when called from an item of batch_id: cancelling its own
+ *		batch would change the chunk the group then records into (the group
+ *		would fail and come back at every try), and the batch cannot finish
+ *		while its item waits for it.  what names the call, for the message.
+ */
+void
+us_check_not_own_batch(int64 batch_id, const char *what)
+{
+	if (us_running_batch != 0 && us_running_batch == batch_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a batch item cannot %s its own batch", what)));
 }
 
 /*
@@ -1066,6 +1090,16 @@ us_process_group(UsGroupStarted started, void *arg, int max_items,
 
 	*check_batch = 0;
 	*work_deferred = false;
+
+	/*
+	 * Not from inside an item: the nested pass would claim this group's
+	 * chunk again (this transaction holds its lock), and the group could
+	 * not record its outcomes over what the nested pass wrote.
+	 */
+	if (us_running_batch != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch items cannot process batches")));
 
 	us_spi_begin(&saved);
 	while (processed == 0)

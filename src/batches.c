@@ -369,6 +369,7 @@ cancel_batch(PG_FUNCTION_ARGS)
 
 	us_arg_not_null(fcinfo, 0, "batch_id");
 	batch_id = PG_GETARG_INT64(0);
+	us_check_not_own_batch(batch_id, "cancel");
 
 	args[0] = Int64GetDatum(batch_id);
 	us_spi_begin(&saved);
@@ -439,6 +440,7 @@ wait_batch(PG_FUNCTION_ARGS)
 	us_arg_not_null(fcinfo, 1, "timeout");
 	batch_id = PG_GETARG_INT64(0);
 	timeout = PG_GETARG_INTERVAL_P(1);
+	us_check_not_own_batch(batch_id, "wait for");
 
 	/*
 	 * Months and days as 30 and 24 hours, like EXTRACT(epoch ...), in
