@@ -44,9 +44,16 @@ K=${MOVE_PARTITION:?MOVE_PARTITION: the partition number}
 [[ $K =~ ^[0-9]+$ ]] || { echo "MOVE_PARTITION must be a number" >&2; exit 2; }
 DB=${MOVE_DB:?MOVE_DB: the partition database on A}
 B_DB=${MOVE_B_DB:-$DB}
-A_DB="${MOVE_A:?MOVE_A: server A} dbname=$DB"
-A_ADMIN="$MOVE_A dbname=${MOVE_A_ADMIN_DB:-postgres}"
-B_CONN="${MOVE_B:?MOVE_B: server B} dbname=$B_DB"
+# conninfo_value VALUE: VALUE as a value of a libpq keyword/value connection
+# string (quoted, its backslashes and quotes escaped): a database name may
+# hold spaces or quotes
+conninfo_value() {
+	local v=${1//\\/\\\\}
+	printf "'%s'" "${v//\'/\\\'}"
+}
+A_DB="${MOVE_A:?MOVE_A: server A} dbname=$(conninfo_value "$DB")"
+A_ADMIN="$MOVE_A dbname=$(conninfo_value "${MOVE_A_ADMIN_DB:-postgres}")"
+B_CONN="${MOVE_B:?MOVE_B: server B} dbname=$(conninfo_value "$B_DB")"
 ROUTER=${MOVE_ROUTER:?MOVE_ROUTER: the router database}
 PUBLISHER=${MOVE_PUBLISHER:-$A_DB}
 TARGET=${MOVE_TARGET:-$B_CONN}
