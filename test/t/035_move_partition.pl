@@ -14,7 +14,8 @@
 # and no acknowledged write was lost.  US_MOVE_USERS (default 3000) sets the
 # number of users, US_MOVE_BEFORE (default 1) the seconds of traffic
 # before the move, US_MOVE_BATCH (600) the batch's items (0: no batch),
-# US_MOVE_ISOLATE=1 puts the move's processes on the second CPU; each
+# US_MOVE_ISOLATE=1 puts the move's processes on the second CPU,
+# US_MOVE_STANDBY=1 gives A a streaming standby before the traffic; each
 # step's time, the write pause and the router's rate for part1 before and
 # during the move are printed (docs/scaling.md).
 use strict;
@@ -39,6 +40,10 @@ my $batch_n = $ENV{US_MOVE_BATCH} // 600;
 # on this machine every server shares the same two cores, and the copy
 # would take the router's.
 my $isolate = $ENV{US_MOVE_ISOLATE} // 0;
+# US_MOVE_STANDBY=1: A has a streaming standby from before the traffic, as a
+# shard of the HA setup has (docs/scaling.md); with US_MOVE_ISOLATE, on the
+# second CPU with A's walsender for it.
+my $with_standby = $ENV{US_MOVE_STANDBY} // 0;
 my $script = "$FindBin::RealBin/../../tools/move-partition.sh";
 my $conf = q{
 shared_preload_libraries = 'user_service'
@@ -61,9 +66,12 @@ for my $k (0, 1)
 }
 my $b = PostgreSQL::Test::Cluster->new('server_b');
 $b->init;
-$b->append_conf('postgresql.conf', $conf . "user_service.database = 'part0'\n");
+# B's database has another name, with a space (quoted in every connection
+# string the script makes)
+my $bdb = 'part0 on b';
+$b->append_conf('postgresql.conf', $conf . "user_service.database = '\"$bdb\"'\n");
 $b->start;
-$b->safe_psql('postgres', 'CREATE DATABASE part0');
+$b->safe_psql('postgres', qq{CREATE DATABASE "$bdb"});
 my ($mover, $apid);
 if ($isolate)
 {
@@ -76,7 +84,7 @@ if ($isolate)
 
 my %conn = map { $_ => 'host=' . $_->host . ' port=' . $_->port } ($a, $b);
 my $router = router_node('router', postgres => [ map { "$conn{$a} dbname=part$_" } 0, 1 ]);
-my $target = "$conn{$b} dbname=part0";
+my $target = "$conn{$b} dbname='$bdb'";
 
 # Users: one created, the others imported with its hash (no hashing).
 $router->safe_psql('postgres', q{SELECT user_service.create_user('Seed', 'seed@example.com', 'the password')});
@@ -103,6 +111,27 @@ $a->append_conf('postgresql.conf', "user_service.batch_retention = '1 day'\n");
 $a->reload;
 my @count = map { $a->safe_psql("part$_", 'SELECT count(*) FROM user_service.users') } 0, 1;
 is($count[0] + $count[1], $users, "over both partitions (@count)");
+
+# An application role with the API's grants on A, not yet on B (set up before
+# the traffic starts: not part of the move).
+$a->safe_psql('part0', 'CREATE ROLE app LOGIN; GRANT USAGE ON SCHEMA user_service TO app;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO app');
+$b->safe_psql('postgres', 'CREATE ROLE app LOGIN');
+
+if ($with_standby)
+{
+	$a->backup('before_traffic');
+	my $standby = PostgreSQL::Test::Cluster->new('server_a_standby');
+	$standby->init_from_backup($a, 'before_traffic', has_streaming => 1);
+	$standby->start;
+	$a->wait_for_catchup($standby);
+	if ($isolate)
+	{
+		my ($spid) = split /\n/, slurp_file($standby->data_dir . '/postmaster.pid');
+		my $wpid = $a->safe_psql('postgres', 'SELECT pid FROM pg_stat_replication');
+		system("for p in $wpid $spid \$(pgrep -P $spid); do taskset -p -c 1 \$p; done >/dev/null");
+	}
+}
 
 # Traffic through the router, one session per partition: get_user (the
 # answer checked), update_user with a new name each time, and every fifth
@@ -155,7 +184,7 @@ my $handle = $batch_n == 0 ? undef : $router->safe_psql('postgres', qq{
 		   FROM generate_series(1, $batch_n) i), 1)});
 
 my %env = (
-	MOVE_PARTITION => 0, MOVE_DB => 'part0', MOVE_A => $conn{$a}, MOVE_B => $conn{$b},
+	MOVE_PARTITION => 0, MOVE_DB => 'part0', MOVE_A => $conn{$a}, MOVE_B => $conn{$b}, MOVE_B_DB => $bdb,
 	MOVE_ROUTER => $router->connstr('postgres'), MOVE_TARGET => $target);
 my %took;
 
@@ -176,29 +205,28 @@ sub run_step
 	return "$out$err";
 }
 
-# An application role with the API's grants on A, not yet on B.
-$a->safe_psql('part0', 'CREATE ROLE app LOGIN; GRANT USAGE ON SCHEMA user_service TO app;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO app');
-$b->safe_psql('postgres', 'CREATE ROLE app LOGIN');
-
 if ($isolate)
 {
-	# From here every new process of A (its walsenders for the copy and the
+	# From here A's new processes (its walsenders for the copy and the
 	# replication, its backends serving the script and this test's checks)
-	# goes to the second CPU as it comes, and so do this test and what it
-	# starts (the script, its checks' psql), and the watcher itself: on the
-	# first CPU stay A's processes that served before the move (the router's
-	# connections, the background processes), the router and the traffic.
-	my $before_move = join(' ', split /\s+/, `pgrep -P $apid`);
-	system("taskset -p -c 1 $$ >/dev/null");
+	# start on the second CPU, A's postmaster's from now on, and so do this
+	# test and what it starts (the script, its checks' psql, the watcher); on
+	# the first CPU stay A's processes that served before the move (the
+	# router's connections, the background processes), the router and the
+	# traffic.  The watcher sends A's new backends of part1 back to the first
+	# CPU: the router's sessions reconnect to every partition when its
+	# cluster changes (PL/Proxy drops a cluster's connections when it reloads
+	# it), and part1's are the application's, not the move's.
+	system("taskset -p -c 1 $$ >/dev/null; taskset -p -c 1 $apid >/dev/null");
 	$mover = IPC::Run::start([ 'bash', '-c',
-		"old=' $before_move '; while :; do for p in \$(pgrep -P $apid); do"
-		  . " case \"\$old\" in *\" \$p \"*) ;; *) taskset -p -c 1 \$p >/dev/null 2>&1;; esac; done; sleep 0.02; done" ]);
+		"moved=' '; while :; do for p in \$(ps -o pid=,args= --ppid $apid | awk '/ part1 /{print \$1}'); do"
+		  . " case \"\$moved\" in *\" \$p \"*) ;; *) taskset -p -c 0 \$p >/dev/null 2>&1; moved=\"\$moved\$p \";; esac; done;"
+		  . " sleep 0.01; done" ]);
 }
 my $move_start = time;
 like(run_step('prepare', 1), qr/WARNING: on B these roles cannot run the API they run on A .*: app\n/,
 	'prepare warns that role app has no grants on B');
-$b->safe_psql('part0', 'GRANT USAGE ON SCHEMA user_service TO app;
+$b->safe_psql($bdb, 'GRANT USAGE ON SCHEMA user_service TO app;
 	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA user_service TO app');
 like(run_step('prepare', 1), qr/B already subscribes/, 'prepare again: nothing more to do');
 my $tables = $a->safe_psql('part0', q{SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables
@@ -247,7 +275,7 @@ my $move_end = time;
 $mover->kill_kill if $mover;
 # abort must not make A serve again once B has taken over, even when told
 # another target than the one the router names
-like(run_step('abort', 0, MOVE_TARGET => "$conn{$b} dbname=part0 application_name=other"),
+like(run_step('abort', 0, MOVE_TARGET => "$target application_name=other"),
 	qr/fenced and B no longer subscribes/, 'abort refuses after the cutover');
 is($a->safe_psql('postgres', q{SELECT datallowconn FROM pg_database WHERE datname = 'part0'}),
 	'f', 'and A stays fenced');
@@ -287,8 +315,11 @@ sub rate
 my $before = rate($seen{1}{r}, $traffic_start, $move_start);
 my $during = rate($seen{1}{r}, $move_start, $move_end);
 my $during_cut = rate($seen{1}{r}, $cut_start, $cut_end);
-note(sprintf('part1 rounds/s through the router: before %.0f, during the move %.0f (%.2f), during the cutover %.0f (%.2f)',
-		$before, $during, $during / ($before || 1), $during_cut, $during_cut / ($before || 1)));
+my $until_cut = rate($seen{1}{r}, $move_start, $cut_start);
+note(sprintf('part1 rounds/s through the router: before %.0f, during the move %.0f (%.2f), '
+		  . 'from prepare to the cutover %.0f (%.2f), during the cutover %.0f (%.2f)',
+		$before, $during, $during / ($before || 1), $until_cut, $until_cut / ($before || 1),
+		$during_cut, $during_cut / ($before || 1)));
 # The noise to compare with: part1's rate second by second before the move
 # (the first second left out: sessions starting), against the whole.
 my @seconds = map { rate($seen{1}{r}, $traffic_start + $_, $traffic_start + $_ + 1) }
@@ -297,6 +328,15 @@ note(sprintf('part1 rounds/s before the move, second by second: %s (%.2f to %.2f
 		join(' ', map { sprintf '%.0f', $_ } @seconds),
 		min(@seconds) / ($before || 1), max(@seconds) / ($before || 1)))
   if @seconds;
+# The longest wait between two of part1's answers, before and during the move.
+sub longest_gap
+{
+	my ($times, $from, $to) = @_;
+	my @t = grep { $_ >= $from && $_ < $to } @$times;
+	return max(0, map { $t[$_] - $t[ $_ - 1 ] } 1 .. $#t) * 1000;
+}
+note(sprintf('part1 longest wait between answers: before the move %.0f ms, during it %.0f ms',
+		longest_gap($seen{1}{r}, $traffic_start + 1, $move_start), longest_gap($seen{1}{r}, $move_start, $move_end)));
 note("steps (ms): " . join(', ', map { "$_ $took{$_}" } qw(prepare wait cutover cleanup)) . "; write pause $pause ms");
 
 # The batch finishes, each item once.
@@ -306,13 +346,13 @@ if ($batch_n)
 		'the batch submitted before the move finishes');
 	is($router->safe_psql('postgres', "SELECT total, succeeded, failed FROM user_service.batch_status($handle)"),
 		"$batch_n|$batch_n|0", "its $batch_n items succeeded");
-	my $part0 = $b->safe_psql('part0', "SELECT batch_id FROM user_service.cluster_batches WHERE handle = $handle");
-	is( $b->safe_psql('part0', qq{
+	my $part0 = $b->safe_psql($bdb, "SELECT batch_id FROM user_service.cluster_batches WHERE handle = $handle");
+	is( $b->safe_psql($bdb, qq{
 			SELECT count(*) FROM user_service.batch_items i JOIN user_service.users u ON u.id = i.user_id
 			 WHERE i.batch_id = $part0 AND i.status = 'succeeded' AND u.email = i.payload->>'email'}),
-		$b->safe_psql('part0', "SELECT total FROM user_service.batch_jobs WHERE id = $part0"),
+		$b->safe_psql($bdb, "SELECT total FROM user_service.batch_jobs WHERE id = $part0"),
 		'on B every item of part0\'s part has its result and its own user');
-	is( $b->safe_psql('part0', q{SELECT count(*) FROM user_service.users WHERE email LIKE 'batch%'})
+	is( $b->safe_psql($bdb, q{SELECT count(*) FROM user_service.users WHERE email LIKE 'batch%'})
 		  + $a->safe_psql('part1', q{SELECT count(*) FROM user_service.users WHERE email LIKE 'batch%'}),
 		$batch_n, "$batch_n batch users over the partitions: none lost, none made twice");
 }
@@ -350,7 +390,7 @@ $a->wait_for_log(qr/parameter "user_service\.database" changed to "part1"/, $at)
 $a->safe_psql('postgres', 'ALTER DATABASE part0 WITH ALLOW_CONNECTIONS true');
 my $cols = q{string_agg(concat_ws(',', id, email, password_hash, created_at), ';' ORDER BY id)};
 my $a_max = $a->safe_psql('part0', 'SELECT max(id) FROM user_service.users');
-is($b->safe_psql('part0', "SELECT md5($cols) FROM user_service.users WHERE id <= $a_max"),
+is($b->safe_psql($bdb, "SELECT md5($cols) FROM user_service.users WHERE id <= $a_max"),
 	$a->safe_psql('part0', "SELECT md5($cols) FROM user_service.users"),
 	'every user of part0 is on B with the same id, email, hash and creation time');
 # (with the check above: A holds nothing that B lacks, so nothing was
@@ -358,9 +398,9 @@ is($b->safe_psql('part0', "SELECT md5($cols) FROM user_service.users WHERE id <=
 my @created = map { $_->[0] } @{ $seen{0}{created} };
 my @late = grep { $_ > $a_max } @created;
 cmp_ok(scalar(@late), '>', 0, 'users of part0 were created through the router after the switch');
-is($b->safe_psql('part0', 'SELECT count(*) FROM user_service.users WHERE id = ANY (ARRAY[' . join(',', 0, @created) . ']::bigint[])'),
+is($b->safe_psql($bdb, 'SELECT count(*) FROM user_service.users WHERE id = ANY (ARRAY[' . join(',', 0, @created) . ']::bigint[])'),
 	scalar(@created), 'every user of part0 created through the router during the move is on B');
-my ($moved) = $b->safe_psql('part0', 'SELECT count(*) FROM user_service.users');
+my ($moved) = $b->safe_psql($bdb, 'SELECT count(*) FROM user_service.users');
 my $seq = $a->safe_psql('part0', 'SELECT last_value FROM user_service.users_id_seq');
 
 # New users of part0 land on B with ids of shard 0 above A's.
@@ -369,7 +409,7 @@ my @fresh = split /\n/, $a->safe_psql('part1', q{
 	 WHERE user_service.email_hash(e) & 1 = 0 LIMIT 3});
 my $new_ids = $router->safe_psql('postgres', 'SELECT string_agg(id::text, \',\') FROM ('
 	  . join(' UNION ALL ', map { "SELECT (user_service.create_user('Fresh', '$_', 'fresh pw')).id" } @fresh) . ') c');
-is($b->safe_psql('part0', "SELECT count(*) FROM user_service.users WHERE id IN ($new_ids) AND id % 2 = 0 AND id > 2 * $seq"),
+is($b->safe_psql($bdb, "SELECT count(*) FROM user_service.users WHERE id IN ($new_ids) AND id % 2 = 0 AND id > 2 * $seq"),
 	3, "new users of part0 are created on B with ids of shard 0 beyond A's sequence ($new_ids)");
 
 # Passwords verify through the router: a sample of imported users, of the
@@ -391,9 +431,9 @@ is($router->safe_psql('postgres', "SELECT user_service.verify_password('$fresh[0
 	'and a new one');
 
 # Totals: exact through the router and on B, without recount_users.
-my $b_count = $b->safe_psql('part0', 'SELECT count(*) FROM user_service.users');
+my $b_count = $b->safe_psql($bdb, 'SELECT count(*) FROM user_service.users');
 my $a1_count = $a->safe_psql('part1', 'SELECT count(*) FROM user_service.users');
-is($b->safe_psql('part0', 'SELECT total FROM user_service.list_users(1, 1)'), $b_count,
+is($b->safe_psql($bdb, 'SELECT total FROM user_service.list_users(1, 1)'), $b_count,
 	"B's total is exact ($b_count)");
 is($router->safe_psql('postgres', 'SELECT total FROM user_service.list_users(1, 1)'), $b_count + $a1_count,
 	'the total through the router is exact');
