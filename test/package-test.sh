@@ -138,6 +138,12 @@ if [ "$rc" -ne 0 ]; then
         echo "--- end of make check-regress's output"
         tail -n 30 "$tmp/regress.log"
     fi
+    # the tree goes with the package's clean-up: what the server said of its
+    # workers, and its warnings, are all that is left of it
+    if [ -s "$src/log/postmaster.log" ]; then
+        echo "--- the server's log: workers, launcher, warnings and errors"
+        grep -E 'user_service (launcher|worker)|WARNING|ERROR|FATAL|PANIC' "$src/log/postmaster.log" | tail -n 60
+    fi
 fi
 
 echo "== package: dpkg -r"

@@ -45,9 +45,15 @@ K=${MOVE_PARTITION:?MOVE_PARTITION: the partition number}
 DB=${MOVE_DB:?MOVE_DB: the partition database on A}
 B_DB=${MOVE_B_DB:-$DB}
 # conninfo_value VALUE: VALUE as a value of a libpq keyword/value connection
-# string (quoted, its backslashes and quotes escaped): a database name may
-# hold spaces or quotes
+# string: as it is when it needs no quotes (the strings of earlier versions
+# of this script, which a re-run compares with the router's), else quoted,
+# its backslashes and quotes escaped (a database name may hold spaces or
+# quotes)
 conninfo_value() {
+	if [[ $1 =~ ^[A-Za-z0-9_.-]+$ ]]; then
+		printf '%s' "$1"
+		return
+	fi
 	local v=${1//\\/\\\\}
 	printf "'%s'" "${v//\'/\\\'}"
 }

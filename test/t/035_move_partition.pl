@@ -52,7 +52,7 @@ user_service.argon2_memory_kib = 8192
 user_service.argon2_iterations = 1
 wal_level = logical
 max_replication_slots = 4
-max_wal_senders = 4
+max_wal_senders = 8
 };
 
 my $a = PostgreSQL::Test::Cluster->new('server_a');
