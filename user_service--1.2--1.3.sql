@@ -856,19 +856,37 @@ COMMENT ON INDEX user_service.batch_chunks_pending IS 'chunks with pending items
 SELECT pg_catalog.pg_extension_config_dump('user_service.batch_chunks', '');
 REVOKE ALL ON user_service.batch_chunks FROM PUBLIC;
 
--- The items of 1.2, a chunk each.  The lock waits for the workers' groups
--- in flight (the 1.3 library runs a 1.2 schema's batches) and holds off new
--- claims, so that no item is copied as pending and then recorded by a group
--- that commits after the copy.
+-- The items of 1.2, in chunks as 1.3 submits them: an item to a chunk for
+-- the kinds that hash (a claim is one hash), up to 250 consecutive items
+-- for the others (a chunk each, the workers would take a pending batch of
+-- deletes an item per transaction).  Items are numbered from 1 without
+-- gaps; a run of numbers (item - its rank in the batch) keeps any gap an
+-- edited table may have out of a chunk.  The lock waits for the workers'
+-- groups in flight (the 1.3 library runs a 1.2 schema's batches) and holds
+-- off new claims, so that no item is copied as pending and then recorded
+-- by a group that commits after the copy.
 LOCK TABLE user_service.batch_items IN EXCLUSIVE MODE;
 INSERT INTO user_service.batch_chunks
        (batch_id, first_item, pending, due, status, payload, attempts, not_before,
         user_id, sqlstate, error, finished_at)
-SELECT batch_id, item, CASE WHEN status OPERATOR(pg_catalog.=) 'pending' THEN 1 ELSE 0 END,
-       CASE WHEN status OPERATOR(pg_catalog.=) 'pending' THEN not_before END,
-       ARRAY[status], ARRAY[payload], ARRAY[attempts], ARRAY[not_before],
-       ARRAY[user_id], ARRAY[sqlstate], ARRAY[error], ARRAY[finished_at]
-  FROM user_service.batch_items;
+SELECT r.batch_id, pg_catalog.min(r.item),
+       pg_catalog.count(*) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'pending'),
+       CASE WHEN pg_catalog.bool_or(r.status OPERATOR(pg_catalog.=) 'pending' AND r.not_before IS NULL)
+            THEN NULL
+            ELSE pg_catalog.min(r.not_before) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'pending') END,
+       pg_catalog.array_agg(r.status ORDER BY r.item), pg_catalog.array_agg(r.payload ORDER BY r.item),
+       pg_catalog.array_agg(r.attempts ORDER BY r.item), pg_catalog.array_agg(r.not_before ORDER BY r.item),
+       pg_catalog.array_agg(r.user_id ORDER BY r.item), pg_catalog.array_agg(r.sqlstate ORDER BY r.item),
+       pg_catalog.array_agg(r.error ORDER BY r.item), pg_catalog.array_agg(r.finished_at ORDER BY r.item)
+  FROM (SELECT i.*, b.kind OPERATOR(pg_catalog.=) ANY ('{create_user,set_password}'::text[]) AS hashes,
+               pg_catalog.row_number() OVER (PARTITION BY i.batch_id, i.run ORDER BY i.item) AS k
+          FROM (SELECT i.*, i.item OPERATOR(pg_catalog.-)
+                            pg_catalog.row_number() OVER (PARTITION BY i.batch_id ORDER BY i.item) AS run
+                  FROM user_service.batch_items i) i
+          LEFT JOIN user_service.batch_jobs b ON b.id OPERATOR(pg_catalog.=) i.batch_id) r
+ GROUP BY r.batch_id, r.run,
+          CASE WHEN r.hashes IS NOT FALSE THEN r.k
+               ELSE (r.k OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) 250 END;
 ALTER EXTENSION user_service DROP TABLE user_service.batch_items;
 DROP TABLE user_service.batch_items;
 

@@ -253,16 +253,36 @@ is( $node->safe_psql(
 # with the finished items of 1.2.
 my $pending12 = $node->safe_psql('stepwise', q{
 	SELECT user_service.submit_batch('update_user', '[{"id": 1, "name": "Ada L."}, {"id": 999, "name": "Nobody"}]')});
+# A big one of a cheap kind goes into chunks of 250 consecutive items (an item
+# to a chunk, the workers would take it an item per transaction), one of a
+# kind that hashes into chunks of one item (a claim is one hash).
+my $big12 = $node->safe_psql('stepwise', q{
+	SELECT user_service.submit_batch('delete_user',
+		(SELECT jsonb_agg(jsonb_build_object('id', i) ORDER BY i) FROM generate_series(1001, 1600) i))});
+my $hash12 = $node->safe_psql('stepwise', q{
+	SELECT user_service.submit_batch('set_password',
+		'[{"id": 1, "password": "analytical engine"}, {"id": 1, "password": "difference engine"}]')});
 $node->safe_psql('stepwise', "ALTER EXTENSION user_service UPDATE TO '1.3'");
 is($node->safe_psql('stepwise', "SELECT extversion FROM pg_extension WHERE extname = 'user_service'"),
 	'1.3', 'UPDATE TO 1.3');
 is( $node->safe_psql('stepwise', qq{
 		SELECT string_agg(batch_id || ':' || item || ':' || status, ' ' ORDER BY batch_id, item)
-		  FROM user_service.batch_items}),
+		  FROM user_service.batch_items WHERE batch_id IN ($pending, $pending12)}),
 	"$pending:1:succeeded $pending12:1:pending $pending12:2:pending",
 	'the items of 1.2, finished and pending, are in the chunks');
-is($node->safe_psql('stepwise', 'SELECT user_service.process_batches()'), '2',
-	'the batch submitted under 1.2 is processed under 1.3');
+is( $node->safe_psql('stepwise', qq{
+		SELECT string_agg(batch_id || ':' || first_item || '+' || cardinality(status) || ':' || pending
+		                  || ':' || (due IS NULL), ' ' ORDER BY batch_id, first_item)
+		  FROM user_service.batch_chunks WHERE batch_id IN ($pending, $pending12, $big12, $hash12)}),
+	"$pending:1+1:0:true $pending12:1+2:2:true $big12:1+250:250:true $big12:251+250:250:true "
+	  . "$big12:501+100:100:true $hash12:1+1:1:true $hash12:2+1:1:true",
+	'... a chunk of up to 250 items for a cheap kind, of one for a kind that hashes');
+is($node->safe_psql('stepwise', 'SELECT user_service.process_batches()'), '604',
+	'the batches submitted under 1.2 are processed under 1.3');
+is( $node->safe_psql('stepwise', qq{
+		SELECT string_agg(state || ':' || succeeded || ':' || failed, ' ' ORDER BY batch_id)
+		  FROM user_service.batches WHERE batch_id IN ($big12, $hash12)}),
+	'done:0:600 done:2:0', '... each item once');
 is( $node->safe_psql('stepwise', qq{
 		SELECT string_agg(item || ':' || status || ':' || coalesce(sqlstate, ''), ' ' ORDER BY item)
 		  FROM user_service.batch_results($pending12);
