@@ -53,6 +53,16 @@ cleanup() {
 }
 trap cleanup EXIT
 psql() { as_pg "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -d postgres "$@"; }
+# keep ARRAY CMD ARGS...: run CMD in this shell, not in $(...), so that the
+# ids it takes from next_id stay taken (the next run deletes fresh users, not
+# the same ids again) and its exit on a failed check ends the script; what
+# it prints is appended to ARRAY.
+keep() {
+    local -n keep_into=$1
+    shift
+    "$@" >"$dir/keep.out"
+    keep_into+=("$(<"$dir/keep.out")")
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 psql <<'SQL'
@@ -116,9 +126,9 @@ for n in $SIZES; do
     for conc in 4 100; do
         ours=() base=()
         for _ in $(seq "$RUNS"); do
-            ours+=("$(batch_seconds "$n" "$conc")")
+            keep ours batch_seconds "$n" "$conc"
             echo "# delete_user $n, concurrency $conc: ${ours[-1]} s" >&2
-            base+=("$(bulk_seconds "$n")")
+            keep base bulk_seconds "$n"
         done
         o=$(printf '%s\n' "${ours[@]}" | median)
         b=$(printf '%s\n' "${base[@]}" | median)
@@ -225,12 +235,12 @@ SQL
     }
     builtin=() one=() many=() queue=() bulk=() handler=()
     for _ in $(seq "$RUNS"); do
-        builtin+=("$(batch_seconds "$KIND_SIZE" default delete_user)")
-        one+=("$(batch_seconds "$KIND_SIZE" default bench_delete_one)")
-        many+=("$(batch_seconds "$KIND_SIZE" default bench_delete_many)")
-        queue+=("$(queue_seconds "$KIND_SIZE")")
-        bulk+=("$(bulk_seconds "$KIND_SIZE")")
-        handler+=("$(handler_seconds "$KIND_SIZE")")
+        keep builtin batch_seconds "$KIND_SIZE" default delete_user
+        keep one batch_seconds "$KIND_SIZE" default bench_delete_one
+        keep many batch_seconds "$KIND_SIZE" default bench_delete_many
+        keep queue queue_seconds "$KIND_SIZE"
+        keep bulk bulk_seconds "$KIND_SIZE"
+        keep handler handler_seconds "$KIND_SIZE"
     done
     rate() { awk -v n="$KIND_SIZE" -v s="$(printf '%s\n' "$@" | median)" 'BEGIN { printf "%.0f", n / s }'; }
     b_rate=$(rate "${builtin[@]}") q_rate=$(rate "${queue[@]}") f_rate=$(rate "${bulk[@]}")
@@ -268,13 +278,13 @@ if [ "$HOL" -gt 0 ]; then
     }
     alone=() behind=()
     for _ in $(seq "$RUNS"); do
-        alone+=("$(small_ms)")
+        keep alone small_ms
         first=$next_id
         next_id=$((next_id + HOL))
         psql -c "CALL bench_users($first, $HOL)" -c "VACUUM ANALYZE user_service.users"
         big=$(psql -c "SELECT user_service.submit_batch('delete_user',
                   (SELECT jsonb_agg(jsonb_build_object('id', i)) FROM generate_series($first, $first + $HOL - 1) i))")
-        behind+=("$(small_ms)")
+        keep behind small_ms
         psql -c "SELECT user_service.wait_batch($big, '30 minutes')" >/dev/null
     done
     a=$(printf '%s\n' "${alone[@]}" | median)
